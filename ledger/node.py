@@ -1,0 +1,126 @@
+"""A local anvil node, started from node_modules with its state persisted in the data directory."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from ledger.errors import ChainUnavailable
+
+_ROOT = Path(__file__).resolve().parent.parent
+_PLATFORMS = {
+    ("Linux", "x86_64"): "linux-amd64",
+    ("Linux", "aarch64"): "linux-arm64",
+    ("Darwin", "x86_64"): "darwin-amd64",
+    ("Darwin", "arm64"): "darwin-arm64",
+}
+
+
+def anvil_binary() -> Path:
+    """The anvil executable shipped by the npm package ``@foundry-rs/anvil``.
+
+    Raises:
+        ChainUnavailable: ``npm ci`` has not been run, or the platform has no build.
+    """
+    suffix = _PLATFORMS.get((platform.system(), platform.machine()))
+    if suffix is not None:
+        candidate = _ROOT / "node_modules" / "@foundry-rs" / f"anvil-{suffix}" / "bin" / "anvil"
+        if candidate.exists():
+            return candidate
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ChainUnavailable("anvil not found: run `npm ci` (make up does it for you)")
+
+
+class AnvilNode:
+    """Runs anvil on 127.0.0.1 with ``--state`` so the chain survives restarts.
+
+    Example:
+        >>> with AnvilNode(data_dir=Path(".quota-ledger"), port=8545) as node:  # doctest: +SKIP
+        ...     print(node.url)
+    """
+
+    def __init__(self, *, data_dir: Path, port: int, state_interval: int = 1) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.state_interval = state_interval
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "anvil-state.json"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "anvil.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(anvil_binary()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--state",
+                str(self.state_file),
+                "--state-interval",
+                str(self.state_interval),
+                "--chain-id",
+                "31337",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ChainUnavailable(f"anvil exited with {self.process.returncode}: see {log.name}")
+            if _answers(self.url):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops anvil cleanly (SIGTERM), which makes it write its state file."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """Stops anvil uncleanly (SIGKILL): the last state interval may be lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> AnvilNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        response = httpx.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

@@ -1,0 +1,87 @@
+"""Typed settings, read once from the environment (prefix ``QL_``) and passed down."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Anvil's and Hardhat's first well-known development account. Public knowledge: usable only
+# on a development chain, which is why a non-development environment refuses it.
+DEV_OPERATOR_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEV_CONTACT_SALT = "development-contact-salt-not-secret"
+
+
+class ChainKind(StrEnum):
+    """Where the ledger contract lives."""
+
+    ANVIL = "anvil"  # a local anvil node started for you, state persisted in the data directory
+    MEMORY = "memory"  # the in-process eth-tester chain: nothing persists
+    RPC = "rpc"  # any EVM JSON-RPC endpoint given by ``rpc_url``
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every tunable of quota-ledger.
+
+    Example:
+        >>> settings = Settings(chain="memory")
+        >>> settings.sqlalchemy_url.startswith("sqlite")
+        True
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QL_", env_file=None, extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".quota-ledger")
+
+    chain: ChainKind = ChainKind.ANVIL
+    rpc_url: str | None = None
+    anvil_port: int = 8545
+    # Seconds between anvil state dumps: the most chain history an unclean stop can lose.
+    anvil_state_interval: int = 1
+    contract_address: str | None = None
+    operator_key: SecretStr | None = None
+    # Seconds a chain read may take before the node counts as unreachable.
+    rpc_timeout: float = 5.0
+
+    database_url: str | None = None  # default: a SQLite file in data_dir
+    contact_salt: SecretStr | None = None
+    default_region: str = "FR"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> Settings:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        if self.operator_key is None or self.operator_key.get_secret_value() == DEV_OPERATOR_KEY:
+            raise ValueError("QL_OPERATOR_KEY must be set to a real key outside development")
+        if self.contact_salt is None or self.contact_salt.get_secret_value() == DEV_CONTACT_SALT:
+            raise ValueError("QL_CONTACT_SALT must be set to a real secret outside development")
+        if self.chain is ChainKind.RPC and not self.rpc_url:
+            raise ValueError("QL_RPC_URL is required with QL_CHAIN=rpc")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """SQLAlchemy URL: ``QL_DATABASE_URL`` or a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ledger.sqlite3').resolve()}"
+
+    @property
+    def operator_private_key(self) -> str:
+        return self.operator_key.get_secret_value() if self.operator_key else DEV_OPERATOR_KEY
+
+    @property
+    def contact_salt_bytes(self) -> bytes:
+        salt = self.contact_salt.get_secret_value() if self.contact_salt else DEV_CONTACT_SALT
+        return salt.encode()

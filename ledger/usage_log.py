@@ -1,0 +1,147 @@
+"""The append-only, hash-chained usage log.
+
+Each entry's hash is the RFC 9162 leaf hash ``SHA-256(0x00 || canonical entry)`` where the
+canonical entry includes the previous entry's hash, so an edited, deleted or inserted entry
+breaks the chain, and the audit work can build Merkle proofs over the same leaf hashes.
+The database refuses UPDATE and DELETE on the table (triggers); this module only inserts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Index, func
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+GENESIS_HASH = "00" * 32
+TABLE = "usage_entry"
+
+
+class Decision:
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+
+
+class UsageEntryBase(SQLModel):
+    at: int = Field(index=True)  # unix seconds of the contact (attempts count, answered or not)
+    company_id: int
+    contact: str  # hex commitment of the contact, never the contact itself
+    channel: int
+    consumer: str | None = None
+    grant_version: int | None = None
+    block_number: int | None = None
+    list_version: str | None = None
+    decision: str
+    reasons: str  # JSON list of reason codes
+    outcome: str | None = None
+
+
+class UsageEntry(UsageEntryBase, table=True):
+    __tablename__ = TABLE
+    __table_args__ = (
+        Index("ix_usage_window", "consumer", "company_id", "channel", "at"),
+        Index("ix_usage_consumer_at", "consumer", "at"),
+    )
+
+    seq: int = Field(primary_key=True)
+    prev_hash: str
+    entry_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a company keeps for each recorded contact."""
+
+    seq: int
+    entry_hash: str
+
+
+def leaf_bytes(entry: UsageEntryBase, *, seq: int, prev_hash: str) -> bytes:
+    """The canonical serialisation hashed into the chain (stable key order, no spaces)."""
+    body: dict[str, Any] = {"seq": seq, "prev_hash": prev_hash, **entry.model_dump()}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def leaf_hash(data: bytes) -> str:
+    """RFC 9162 section 2.1.1 leaf hash."""
+    return hashlib.sha256(b"\x00" + data).hexdigest()
+
+
+def append(session: Session, entry: UsageEntryBase) -> Receipt:
+    """Appends ``entry`` after the current head of the log.
+
+    Call inside the caller's transaction (on SQLite an immediate one) so that reading the head
+    and inserting are atomic with whatever the caller counted.
+    """
+    head = session.exec(select(UsageEntry).order_by(col(UsageEntry.seq).desc()).limit(1)).first()
+    seq = 1 if head is None else head.seq + 1
+    prev_hash = GENESIS_HASH if head is None else head.entry_hash
+    entry_hash = leaf_hash(leaf_bytes(entry, seq=seq, prev_hash=prev_hash))
+    session.add(UsageEntry(**entry.model_dump(), seq=seq, prev_hash=prev_hash, entry_hash=entry_hash))
+    session.flush()
+    return Receipt(seq=seq, entry_hash=entry_hash)
+
+
+def allowed_times(
+    session: Session,
+    *,
+    consumer: str,
+    since: int,
+    company_id: int | None = None,
+    channel: int | None = None,
+) -> list[int]:
+    """Times of allowed contacts with ``at > since``, oldest first.
+
+    With ``company_id`` and ``channel`` this is one grant's rolling window; without, the
+    consumer's global cap window.
+    """
+    query = select(UsageEntry.at).where(
+        UsageEntry.consumer == consumer,
+        UsageEntry.decision == Decision.ALLOWED,
+        UsageEntry.at > since,
+    )
+    if company_id is not None:
+        query = query.where(UsageEntry.company_id == company_id)
+    if channel is not None:
+        query = query.where(UsageEntry.channel == channel)
+    return list(session.exec(query.order_by(col(UsageEntry.at))).all())
+
+
+def size(session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(UsageEntry)).one())
+
+
+def verify_chain(session: Session) -> int | None:
+    """Recomputes every hash; returns the first bad ``seq``, or None when the log is intact."""
+    expected_prev, expected_seq = GENESIS_HASH, 1
+    for row in session.exec(select(UsageEntry).order_by(col(UsageEntry.seq))):
+        base = UsageEntryBase.model_validate(row, from_attributes=True)
+        recomputed = leaf_hash(leaf_bytes(base, seq=row.seq, prev_hash=row.prev_hash))
+        if row.seq != expected_seq or row.prev_hash != expected_prev or row.entry_hash != recomputed:
+            return expected_seq
+        expected_prev, expected_seq = row.entry_hash, row.seq + 1
+    return None
+
+
+def install_append_only_guard(engine: Engine) -> None:
+    """Makes the database itself refuse UPDATE and DELETE on the log."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            for op in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{op.lower()} BEFORE {op} ON {TABLE} "
+                    "BEGIN SELECT RAISE(ABORT, 'usage log is append-only'); END"
+                )
+        elif engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'usage log is append-only'; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                f"CREATE OR REPLACE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
+                f"ON {TABLE} FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"
+            )
