@@ -10,14 +10,35 @@ import {GrantTerms, GrantRecord, ConsumerRecord, CompanyRecord, LinkRecord, Anch
  * the state from logs alone.
  */
 interface IQuotaLedger {
-    /// @notice A registrar registered a company.
+    /**
+     * @notice A registrar registered a company.
+     * @param companyId the company's id
+     * @param admin the company's administrative address
+     * @param name display name (kept only in this event)
+     */
     event CompanyRegistered(uint64 indexed companyId, address indexed admin, string name);
     /// @notice A registrar suspended a company; its grants stay but checks refuse it.
+    /// @param companyId the company
     event CompanySuspended(uint64 indexed companyId);
     /// @notice A registrar reinstated a suspended company.
+    /// @param companyId the company
     event CompanyReinstated(uint64 indexed companyId);
 
-    /// @notice A consumer set (or replaced) a grant.
+    /**
+     * @notice A consumer set (or replaced) a grant.
+     * @param consumer the consumer
+     * @param companyId the company
+     * @param channel the channel, see {Channel}
+     * @param maxContacts contacts allowed per rolling period
+     * @param period rolling period in seconds
+     * @param validFrom start of validity, unix seconds
+     * @param validUntil end of validity (exclusive), unix seconds
+     * @param hoursMask allowed hours, bit h for hour h
+     * @param daysMask allowed days, bit 0 Monday ... bit 6 Sunday
+     * @param noticeHash hash of the notice text the consumer was shown
+     * @param version the grant's new version
+     * @param epoch the consumer's epoch the grant was set in
+     */
     event GrantSet(
         address indexed consumer,
         uint64 indexed companyId,
@@ -32,19 +53,38 @@ interface IQuotaLedger {
         uint32 version,
         uint32 epoch
     );
-    /// @notice A consumer revoked one grant; effective from this block.
+    /**
+     * @notice A consumer revoked one grant; effective from this block.
+     * @param consumer the consumer
+     * @param companyId the company
+     * @param channel the channel
+     * @param version the grant's new version
+     */
     event GrantRevoked(address indexed consumer, uint64 indexed companyId, uint8 indexed channel, uint32 version);
     /// @notice A consumer revoked all their grants at once; grants set before `epoch` are void.
+    /// @param consumer the consumer
+    /// @param epoch the consumer's new epoch
     event AllGrantsRevoked(address indexed consumer, uint32 epoch);
     /// @notice A consumer set their global cap across companies (0, 0 removes it).
+    /// @param consumer the consumer
+    /// @param maxContacts contacts per period, 0 for none
+    /// @param period rolling period in seconds, 0 for none
     event GlobalCapSet(address indexed consumer, uint32 maxContacts, uint32 period);
 
     /// @notice A verifier attested that `consumer` controls the contact behind `commitment`.
+    /// @param commitment salted commitment to the contact point
+    /// @param consumer the consumer now linked
+    /// @param previousConsumer the consumer linked before (zero address if none)
     event ContactLinked(bytes32 indexed commitment, address indexed consumer, address previousConsumer);
     /// @notice A consumer removed the link of `commitment`.
+    /// @param commitment the commitment
+    /// @param consumer the consumer who was linked
     event ContactUnlinked(bytes32 indexed commitment, address indexed consumer);
 
     /// @notice An anchorer recorded the Merkle root of a usage log at a tree size.
+    /// @param logId the usage log
+    /// @param treeSize number of entries covered
+    /// @param root RFC 9162 Merkle tree head of the first `treeSize` entries
     event RootAnchored(uint64 indexed logId, uint64 treeSize, bytes32 root);
 
     // ----- companies -----

@@ -33,7 +33,11 @@ struct GrantTerms {
     bytes32 noticeHash; // hash of the notice text the consumer was shown (event only)
 }
 
-/// @notice A grant as stored: one storage slot (240 bits).
+/**
+ * @notice A grant as stored: one storage slot (240 bits).
+ * @dev `QuotaLedger._setGrant` writes this slot as one packed word (first field in the lowest
+ * bits): keep the field order and widths in step with it.
+ */
 struct GrantRecord {
     uint32 maxContacts; // 0 once revoked
     uint32 period;

@@ -9,7 +9,32 @@ import {Multicall} from "@openzeppelin/contracts/utils/Multicall.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 
 import {IQuotaLedger} from "./IQuotaLedger.sol";
-import "./LedgerTypes.sol";
+import {
+    AnchorRecord,
+    Channel,
+    CompanyRecord,
+    CompanyStatus,
+    ConsumerRecord,
+    GrantRecord,
+    GrantTerms,
+    LinkRecord,
+    LedgerAnchorNotGrowing,
+    LedgerCompanyExists,
+    LedgerCompanyStatus,
+    LedgerExpiredSignature,
+    LedgerGrantNotActive,
+    LedgerInvalidCap,
+    LedgerInvalidChannel,
+    LedgerInvalidCompany,
+    LedgerInvalidLink,
+    LedgerInvalidQuota,
+    LedgerInvalidSchedule,
+    LedgerInvalidSignature,
+    LedgerInvalidValidity,
+    LedgerNotLinked,
+    LedgerStaleVersion,
+    LedgerUnknownCompany
+} from "./LedgerTypes.sol";
 
 /**
  * @title QuotaLedger
@@ -30,19 +55,24 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
     /// @notice May anchor usage-log roots.
     bytes32 public constant ANCHOR_ROLE = keccak256("ANCHOR_ROLE");
 
+    /// @notice EIP-712 type hash of `SetGrant`.
     /// @dev keccak256("SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint256 deadline)")
     bytes32 public constant SET_GRANT_TYPEHASH =
         keccak256(
             "SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint256 deadline)"
         );
+    /// @notice EIP-712 type hash of `RevokeGrant`.
     /// @dev keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint256 deadline)")
     bytes32 public constant REVOKE_GRANT_TYPEHASH =
         keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint256 deadline)");
+    /// @notice EIP-712 type hash of `RevokeAll`.
     /// @dev keccak256("RevokeAll(address consumer,uint256 nonce,uint256 deadline)")
     bytes32 public constant REVOKE_ALL_TYPEHASH = keccak256("RevokeAll(address consumer,uint256 nonce,uint256 deadline)");
+    /// @notice EIP-712 type hash of `SetGlobalCap`.
     /// @dev keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint256 deadline)")
     bytes32 public constant SET_GLOBAL_CAP_TYPEHASH =
         keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint256 deadline)");
+    /// @notice EIP-712 type hash of `Unlink`.
     /// @dev keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint256 deadline)")
     bytes32 public constant UNLINK_TYPEHASH =
         keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint256 deadline)");
@@ -51,13 +81,14 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
     uint24 private constant _ALL_HOURS = (1 << 24) - 1;
     uint8 private constant _ALL_DAYS = (1 << 7) - 1;
 
-    mapping(uint64 companyId => CompanyRecord) private _companies;
-    mapping(address consumer => mapping(uint64 companyId => mapping(uint8 channel => GrantRecord))) private _grants;
-    mapping(address consumer => ConsumerRecord) private _consumers;
-    mapping(bytes32 commitment => LinkRecord) private _links;
-    mapping(uint64 logId => AnchorRecord) private _anchors;
+    mapping(uint64 companyId => CompanyRecord company) private _companies;
+    mapping(address consumer => mapping(uint64 companyId => mapping(uint8 channel => GrantRecord grant))) private _grants;
+    mapping(address consumer => ConsumerRecord record) private _consumers;
+    mapping(bytes32 commitment => LinkRecord link) private _links;
+    mapping(uint64 logId => AnchorRecord anchor) private _anchors;
 
     /**
+     * @notice Deploys the ledger with its default admin and, optionally, one operator.
      * @param initialDelay delay of a default-admin handover (seconds), see AccessControlDefaultAdminRules
      * @param initialAdmin the default admin
      * @param operator receives the registrar, verifier and anchor roles (zero address: nobody)
@@ -99,38 +130,26 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
     // ----- grants -----
 
     /// @inheritdoc IQuotaLedger
-    function setGrant(GrantTerms calldata terms) external {
-        _setGrant(msg.sender, terms);
+    function setGrant(GrantTerms memory terms) external { // solhint-disable-line gas-calldata-parameters
+        // `terms` in memory, not calldata: the decoder validates each field once, where calldata
+        // reads re-validate on every access (measured: cheaper here and in setGrantBySig).
+        _setGrant(msg.sender, terms, _grants[msg.sender][terms.companyId][terms.channel]);
     }
 
     /// @inheritdoc IQuotaLedger
-    function setGrantBySig(
+    function setGrantBySig( // solhint-disable-line gas-calldata-parameters
         address consumer,
-        GrantTerms calldata terms,
+        GrantTerms memory terms,
         uint32 version,
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                SET_GRANT_TYPEHASH,
-                consumer,
-                terms.companyId,
-                terms.channel,
-                terms.maxContacts,
-                terms.period,
-                terms.validFrom,
-                terms.validUntil,
-                terms.hoursMask,
-                terms.daysMask,
-                terms.noticeHash,
-                version,
-                deadline
-            )
-        );
+        // A static struct ABI-encodes exactly like its fields written out flat: the SetGrant preimage.
+        bytes32 structHash = keccak256(abi.encode(SET_GRANT_TYPEHASH, consumer, terms, version, deadline));
         _checkSignature(consumer, structHash, deadline, signature);
-        _checkVersion(_grants[consumer][terms.companyId][terms.channel].version, version);
-        _setGrant(consumer, terms);
+        GrantRecord storage grant = _grants[consumer][terms.companyId][terms.channel];
+        _checkVersion(grant.version, version);
+        _setGrant(consumer, terms, grant);
     }
 
     /// @inheritdoc IQuotaLedger
@@ -281,7 +300,7 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         company.status = to;
     }
 
-    function _setGrant(address consumer, GrantTerms calldata terms) private {
+    function _setGrant(address consumer, GrantTerms memory terms, GrantRecord storage grant) private {
         uint8 channel = terms.channel;
         if (channel > _MAX_CHANNEL) revert LedgerInvalidChannel(channel);
         if (_companies[terms.companyId].status == CompanyStatus.None) revert LedgerUnknownCompany(terms.companyId);
@@ -292,20 +311,22 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         if (terms.hoursMask == 0 || terms.daysMask == 0 || terms.daysMask > _ALL_DAYS) {
             revert LedgerInvalidSchedule(terms.hoursMask, terms.daysMask);
         }
-        GrantRecord storage grant = _grants[consumer][terms.companyId][channel];
         uint32 version = grant.version + 1;
         uint32 epoch = _consumers[consumer].epoch;
-        // One SSTORE of the whole slot: cheaper than field-by-field writes.
-        _grants[consumer][terms.companyId][channel] = GrantRecord({
-            maxContacts: terms.maxContacts,
-            period: terms.period,
-            validFrom: terms.validFrom,
-            validUntil: terms.validUntil,
-            hoursMask: terms.hoursMask,
-            daysMask: terms.daysMask,
-            version: version,
-            epoch: epoch
-        });
+        // One SSTORE of the whole slot, packed in GrantRecord's storage layout (first field in the
+        // lowest bits): field-by-field writes from memory cost a warm SLOAD and SSTORE per field.
+        uint256 packed = uint256(terms.maxContacts) |
+            (uint256(terms.period) << 32) |
+            (uint256(terms.validFrom) << 64) |
+            (uint256(terms.validUntil) << 104) |
+            (uint256(terms.hoursMask) << 144) |
+            (uint256(terms.daysMask) << 168) |
+            (uint256(version) << 176) |
+            (uint256(epoch) << 208);
+        // solhint-disable-next-line no-inline-assembly
+        assembly ("memory-safe") {
+            sstore(grant.slot, packed)
+        }
         emit GrantSet(
             consumer,
             terms.companyId,

@@ -29,6 +29,7 @@ from ledger.grants import CompanyStatus, GrantRecord
 from ledger.messages import Domain
 
 _RECEIPT_TIMEOUT = 30.0
+_NONCE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,25 +236,33 @@ class Chain:
         return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
     def _send(self, tx: dict[str, Any]) -> TxReceipt:
-        with self._nonce_lock:
-            if self._next_nonce is None:
-                self._next_nonce = self._rpc(
-                    lambda: self.w3.eth.get_transaction_count(self.operator.address, "pending")
-                )
-            tx = {**tx, "nonce": self._next_nonce}
-            signed = self.operator.sign_transaction(tx)
-            try:
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Exception as exc:
-                self._next_nonce = None  # resynchronise from the node next time
-                raise _unavailable(exc) from exc
-            self._next_nonce += 1
+        tx_hash = self._sign_and_send(tx)
         receipt = self._rpc(
             lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT)
         )
         if receipt["status"] != 1:
             raise ContractReverted(f"transaction {tx_hash.hex()} reverted after simulation passed")
         return receipt
+
+    def _sign_and_send(self, tx: dict[str, Any]) -> bytes:
+        """Sends with the next operator nonce; resynchronises when another process used one."""
+        with self._nonce_lock:
+            for attempt in range(_NONCE_RETRIES):
+                if self._next_nonce is None:
+                    self._next_nonce = self._rpc(
+                        lambda: self.w3.eth.get_transaction_count(self.operator.address, "pending")
+                    )
+                signed = self.operator.sign_transaction({**tx, "nonce": self._next_nonce})
+                try:
+                    tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+                except Exception as exc:
+                    self._next_nonce = None  # resynchronise from the node
+                    if _is_nonce_clash(exc) and attempt + 1 < _NONCE_RETRIES:
+                        continue
+                    raise _unavailable(exc) from exc
+                self._next_nonce += 1
+                return tx_hash
+        raise AssertionError("unreachable")
 
     def _rpc(self, call: Any) -> Any:
         try:
@@ -275,6 +284,11 @@ def _dry_run(call: Any) -> None:
         if data is None:
             raise _unavailable(exc) from exc
         raise contract.decode_revert(data) from exc
+
+
+def _is_nonce_clash(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "nonce too low" in text or "already known" in text or "replacement transaction" in text
 
 
 def _unavailable(exc: BaseException) -> ChainUnavailable:

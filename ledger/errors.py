@@ -180,7 +180,7 @@ class ContractReverted(LedgerError):
     code = "contract_reverted"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"transaction reverted: {detail}", detail=detail)
+        super().__init__(f"transaction reverted: {detail}", cause=detail)
 
 
 # ----- infrastructure -----
@@ -190,11 +190,11 @@ class ChainUnavailable(Unavailable):
     code = "chain_unavailable"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"EVM node unavailable: {detail}", detail=detail)
+        super().__init__(f"EVM node unavailable: {detail}", cause=detail)
 
 
 class DeploymentMismatch(Unavailable):
     code = "deployment_mismatch"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"ledger contract deployment does not match: {detail}", detail=detail)
+        super().__init__(f"ledger contract deployment does not match: {detail}", cause=detail)

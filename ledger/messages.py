@@ -113,7 +113,7 @@ def set_grant(
             "validUntil": terms.valid_until,
             "hoursMask": terms.hours_mask,
             "daysMask": terms.days_mask,
-            "noticeHash": terms.notice_hash,
+            "noticeHash": "0x" + terms.notice_hash.hex(),
             "version": version,
             "deadline": deadline,
         },

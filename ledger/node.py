@@ -85,7 +85,7 @@ class AnvilNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ChainUnavailable(f"anvil exited with {self.process.returncode}: see {log.name}")
-            if _answers(self.url):
+            if answers(self.url):
                 return
             time.sleep(0.1)
         self.stop()
@@ -116,7 +116,8 @@ class AnvilNode:
         self.stop()
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a JSON-RPC node answers on ``url``."""
     try:
         response = httpx.post(
             url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1
@@ -124,3 +125,17 @@ def _answers(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+# anvil's default development accounts (mnemonic "test test ... junk"): public knowledge,
+# printed by `quota-ledger up` so that a new user has wallets to try the product with.
+DEMO_ACCOUNTS: tuple[tuple[str, str], ...] = (
+    (
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    ),
+    (
+        "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    ),
+)

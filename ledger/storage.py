@@ -23,7 +23,7 @@ class DatabaseUnavailable(Unavailable):
     code = "database_unavailable"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"database unavailable: {detail}", detail=detail)
+        super().__init__(f"database unavailable: {detail}", cause=detail)
 
 
 def make_engine(url: str) -> Engine:
@@ -49,7 +49,7 @@ def make_engine(url: str) -> Engine:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: committed on success, rolled back on any error."""
     try:
-        with Session(engine) as session, session.begin():
+        with Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
     except OperationalError as exc:
         raise DatabaseUnavailable(str(exc.orig)[:200]) from exc

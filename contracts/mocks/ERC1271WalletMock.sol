@@ -4,10 +4,16 @@ pragma solidity 0.8.28;
 import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
-/// @notice A smart-contract wallet for tests: valid signatures are its owner's ECDSA signatures.
+/**
+ * @title ERC1271WalletMock
+ * @notice A smart-contract wallet for tests: valid signatures are its owner's ECDSA signatures.
+ */
 contract ERC1271WalletMock is IERC1271 {
+    /// @notice The EOA whose signatures the wallet accepts.
     address public immutable owner;
 
+    /// @notice Deploys a wallet controlled by `owner_`.
+    /// @param owner_ the EOA whose signatures the wallet accepts
     constructor(address owner_) {
         owner = owner_;
     }

@@ -1,0 +1,41 @@
+"""Company checks: may I contact this number now?"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import LedgerDep
+from api.schemas import CheckRequest, CheckResponse, ContactOut, ReasonOut, ReceiptOut
+from ledger.grants import Channel
+
+router = APIRouter(prefix="/v1/checks", tags=["company"])
+
+
+@router.post("", response_model=CheckResponse)
+def check(body: CheckRequest, ledger: LedgerDep) -> CheckResponse:
+    """Decide whether a company may contact a number or address now; optionally record it."""
+    result = ledger.checker.check(
+        company_id=body.company_id,
+        contact=body.contact,
+        channel=Channel.parse(body.channel),
+        record=body.record,
+    )
+    d = result.decision
+    return CheckResponse(
+        allowed=d.allowed,
+        reasons=[ReasonOut(code=r.code, message=r.message) for r in d.reasons],
+        contact=ContactOut(
+            kind=result.contact.kind.value,
+            value=result.contact.value,
+            region=result.contact.region,
+            time_zone=result.contact.time_zone,
+        ),
+        consumer=d.consumer,
+        remaining=d.remaining,
+        next_free_at=d.next_free_at,
+        grant_version=d.grant_version,
+        block_number=d.block_number,
+        receipt=ReceiptOut(seq=result.receipt.seq, entry_hash=result.receipt.entry_hash)
+        if result.receipt
+        else None,
+    )

@@ -1,0 +1,104 @@
+"""Consumer grants: prepare the typed data to sign, relay signed grants and revocations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from web3.types import TxReceipt
+
+from api.deps import LedgerDep
+from api.schemas import (
+    ChannelName,
+    GrantDraft,
+    GrantOut,
+    GrantTermsIn,
+    SignedGrant,
+    SignedRevocation,
+    TxOut,
+    TypedDataOut,
+)
+from ledger import messages
+from ledger.grants import Channel, GrantTerms
+
+router = APIRouter(prefix="/v1/grants", tags=["consumer"])
+
+
+def _terms(body: GrantTermsIn) -> GrantTerms:
+    return GrantTerms(
+        company_id=body.company_id,
+        channel=Channel.parse(body.channel),
+        max_contacts=body.max_contacts,
+        period=body.period,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        hours_mask=body.hours_mask,
+        days_mask=body.days_mask,
+        notice_hash=bytes.fromhex(body.notice_hash[2:]),
+    )
+
+
+def _tx(receipt: TxReceipt) -> TxOut:
+    return TxOut(tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block_number=receipt["blockNumber"])
+
+
+@router.post("/typed-data", response_model=TypedDataOut)
+def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
+    """Return the EIP-712 typed data a consumer signs for this grant."""
+    terms = _terms(body)
+    version = ledger.chain.grant_version(body.consumer, terms.company_id, int(terms.channel))
+    doc = messages.set_grant(
+        ledger.chain.domain, consumer=body.consumer, terms=terms, version=version, deadline=body.deadline
+    )
+    return TypedDataOut(version=version, typed_data=doc)
+
+
+@router.post("", response_model=TxOut, status_code=201)
+def relay_grant(body: SignedGrant, ledger: LedgerDep) -> TxOut:
+    """Relay a grant signed by the consumer (the operator pays the gas)."""
+    receipt = ledger.relayer.set_grant(
+        body.consumer,
+        _terms(body),
+        version=body.version,
+        deadline=body.deadline,
+        signature=bytes.fromhex(body.signature[2:]),
+    )
+    return _tx(receipt)
+
+
+@router.post("/revocations", response_model=TxOut, status_code=201)
+def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
+    """Relay a revocation signed by the consumer; effective from the block that records it."""
+    receipt = ledger.relayer.revoke_grant(
+        body.consumer,
+        company_id=body.company_id,
+        channel=int(Channel.parse(body.channel)),
+        version=body.version,
+        deadline=body.deadline,
+        signature=bytes.fromhex(body.signature[2:]),
+    )
+    return _tx(receipt)
+
+
+@router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut)
+def read_grant(
+    consumer: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
+    company_id: Annotated[int, Path(gt=0, lt=1 << 64)],
+    channel: ChannelName,
+    ledger: LedgerDep,
+) -> GrantOut:
+    """Return a grant as the chain holds it (grants are public on chain)."""
+    g = ledger.chain.grant(consumer, company_id, int(Channel.parse(channel)), "latest")
+    return GrantOut(
+        consumer=consumer,
+        company_id=company_id,
+        channel=channel,
+        active=g.active,
+        version=g.version,
+        max_contacts=g.max_contacts,
+        period=g.period,
+        valid_from=g.valid_from,
+        valid_until=g.valid_until,
+        hours_mask=g.hours_mask,
+        days_mask=g.days_mask,
+    )

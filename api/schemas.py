@@ -1,0 +1,147 @@
+"""Request and response models of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
+
+ChannelName = Literal["call", "sms", "email", "messaging"]
+Address = Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
+Hex32 = Field(default="0x" + "00" * 32, pattern=r"^0x[0-9a-fA-F]{64}$")
+UINT32 = (1 << 32) - 1
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"company_id": 1, "contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}]
+        }
+    )
+
+    company_id: int = Field(gt=0, lt=1 << 64)
+    contact: str = Field(min_length=1, max_length=254, description="phone number or e-mail address")
+    channel: ChannelName
+    record: bool = Field(default=False, description="also record the contact in the usage log")
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class ContactOut(BaseModel):
+    kind: str
+    value: str
+    region: str | None
+    time_zone: str | None
+
+
+class ReceiptOut(BaseModel):
+    seq: int
+    entry_hash: str
+
+
+class CheckResponse(BaseModel):
+    allowed: bool
+    reasons: list[ReasonOut]
+    contact: ContactOut
+    consumer: str | None
+    remaining: int | None = Field(description="contacts left in the grant's window after this one")
+    next_free_at: int | None = Field(description="unix time when the next unit frees up")
+    grant_version: int | None
+    block_number: int | None = Field(description="block of the chain state the decision used")
+    receipt: ReceiptOut | None
+
+
+class GrantTermsIn(BaseModel):
+    company_id: int = Field(gt=0, lt=1 << 64)
+    channel: ChannelName
+    max_contacts: int = Field(gt=0, le=UINT32)
+    period: int = Field(gt=0, le=UINT32, description="rolling window in seconds")
+    valid_from: int = Field(default=0, ge=0, le=OPEN_ENDED)
+    valid_until: int = Field(default=OPEN_ENDED, gt=0, le=OPEN_ENDED)
+    hours_mask: int = Field(default=ALL_HOURS, gt=0, le=ALL_HOURS)
+    days_mask: int = Field(default=ALL_DAYS, gt=0, le=ALL_DAYS)
+    notice_hash: str = Hex32
+
+
+class GrantDraft(GrantTermsIn):
+    consumer: str = Address
+    deadline: int = Field(gt=0, lt=1 << 63)
+
+
+class SignedGrant(GrantDraft):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "consumer": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "company_id": 1,
+                    "channel": "sms",
+                    "max_contacts": 4,
+                    "period": 31536000,
+                    "version": 0,
+                    "deadline": 1893456000,
+                    "signature": "0x" + "00" * 65,
+                }
+            ]
+        }
+    )
+
+    version: int = Field(ge=0, le=UINT32, description="the grant's current version, as signed")
+    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
+
+
+class SignedRevocation(BaseModel):
+    consumer: str = Address
+    company_id: int = Field(gt=0, lt=1 << 64)
+    channel: ChannelName
+    version: int = Field(ge=0, le=UINT32)
+    deadline: int = Field(gt=0, lt=1 << 63)
+    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
+
+
+class TypedDataOut(BaseModel):
+    version: int = Field(description="the grant's current version, to sign")
+    typed_data: dict[str, object] = Field(description="sign with eth_signTypedData_v4")
+
+
+class TxOut(BaseModel):
+    tx_hash: str
+    block_number: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    chain_id: int | None
+    contract: str | None
+    head_block: int | None
+    detail: str | None = None
+
+
+class DomainOut(BaseModel):
+    chain_id: int
+    verifying_contract: str
+
+
+class LedgerOut(BaseModel):
+    name: str
+    version: str
+    domain: DomainOut
+
+
+class GrantOut(BaseModel):
+    consumer: str
+    company_id: int
+    channel: ChannelName
+    active: bool
+    version: int = Field(description="sign this version to replace or revoke the grant")
+    max_contacts: int
+    period: int
+    valid_from: int
+    valid_until: int
+    hours_mask: int
+    days_mask: int
