@@ -31,7 +31,13 @@ _RESERVED = {"type", "title", "status", "detail", "instance"}
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail, **extra}
+    body = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
 
 
@@ -61,7 +67,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
         for e in exc.errors()
     ]
-    return problem(422, "validation", "Invalid request", "the request does not match the schema", errors=invalid)
+    return problem(
+        422,
+        "validation",
+        "Invalid request",
+        "the request does not match the schema",
+        errors=invalid,
+    )
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
 
 ChannelName = Literal["call", "sms", "email", "messaging"]
-Address = Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
+Address = Field(
+    pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
+)
 Hex32 = Field(default="0x" + "00" * 32, pattern=r"^0x[0-9a-fA-F]{64}$")
 UINT32 = (1 << 32) - 1
 
@@ -17,7 +19,9 @@ UINT32 = (1 << 32) - 1
 class CheckRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"company_id": 1, "contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}]
+            "examples": [
+                {"company_id": 1, "contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}
+            ]
         }
     )
 

@@ -5,8 +5,8 @@ would refuse raises its domain exception and costs no gas. Operator nonces are h
 under a lock, so concurrent relays from one key never collide.
 
 Example:
-    >>> chain = Chain.connect_memory(operator_key=DEV_OPERATOR_KEY)  # doctest: +SKIP
-    >>> chain.deploy()  # doctest: +SKIP
+    >>> chain = Chain.connect_memory(operator_key=DEV_OPERATOR_KEY)
+    >>> chain.deploy()
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.types import BlockIdentifier, TxReceipt
+from web3.types import BlockIdentifier, TxParams, TxReceipt
 
 from ledger import contract
 from ledger.errors import ChainUnavailable, ContractReverted, LedgerError
@@ -131,7 +132,7 @@ class Chain:
         """
         factory = self.w3.eth.contract(abi=contract.abi(), bytecode=contract.bytecode())
         ctor = factory.constructor(admin_delay, self.operator.address, self.operator.address)
-        receipt = self._send(ctor.build_transaction(self._tx_fields()))
+        receipt = self._send(dict(ctor.build_transaction(self._tx_fields())))
         address = str(receipt["contractAddress"])
         self.use(address)
         return address
@@ -149,7 +150,7 @@ class Chain:
             ChainUnavailable: the node cannot be reached.
         """
         self._simulate(fn)
-        return self._send(fn.build_transaction(self._tx_fields()))
+        return self._send(dict(fn.build_transaction(self._tx_fields())))
 
     def send_calldata(self, calldata: bytes) -> TxReceipt:
         """Simulates and sends raw calldata to the ledger contract (journal replay)."""
@@ -173,14 +174,19 @@ class Chain:
                     return None
                 raise
 
-        return self._rpc(fetch)
+        found: bytes | None = self._rpc(fetch)
+        return found
 
-    def grant(self, consumer: str, company_id: int, channel: int, block: BlockIdentifier) -> GrantRecord:
+    def grant(
+        self, consumer: str, company_id: int, channel: int, block: BlockIdentifier
+    ) -> GrantRecord:
         fns = self.contract.functions
         who = to_checksum_address(consumer)
-        raw = self._call(fns.grantOf(who, company_id, channel), block)
+        m, p, vf, vu, hours, days, version, epoch = (
+            int(v) for v in self._call(fns.grantOf(who, company_id, channel), block)
+        )
         active = bool(self._call(fns.isGrantActive(who, company_id, channel), block))
-        return GrantRecord(*(int(v) for v in raw), active=active)
+        return GrantRecord(m, p, vf, vu, hours, days, version, epoch, active)
 
     def grant_version(self, consumer: str, company_id: int, channel: int) -> int:
         return self.grant(consumer, company_id, channel, "latest").version
@@ -199,7 +205,9 @@ class Chain:
         return LinkRecord(None if zero else str(consumer), int(linked_at))
 
     def nonce(self, consumer: str) -> int:
-        return int(self._call(self.contract.functions.nonces(to_checksum_address(consumer)), "latest"))
+        return int(
+            self._call(self.contract.functions.nonces(to_checksum_address(consumer)), "latest")
+        )
 
     def is_valid_erc1271(self, wallet: str, digest: bytes, signature: bytes) -> bool:
         """Asks a smart-contract wallet whether it accepts ``signature`` over ``digest``."""
@@ -227,7 +235,7 @@ class Chain:
     def _simulate(self, fn: ContractFunction) -> None:
         _dry_run(lambda: fn.call({"from": self.operator.address}))
 
-    def _tx_fields(self) -> dict[str, Any]:
+    def _tx_fields(self) -> TxParams:
         return {"from": self.operator.address, "chainId": self.chain_id}
 
     def _fee_fields(self) -> dict[str, Any]:
@@ -237,8 +245,10 @@ class Chain:
 
     def _send(self, tx: dict[str, Any]) -> TxReceipt:
         tx_hash = self._sign_and_send(tx)
-        receipt = self._rpc(
-            lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT)
+        receipt: TxReceipt = self._rpc(
+            lambda: self.w3.eth.wait_for_transaction_receipt(
+                HexBytes(tx_hash), timeout=_RECEIPT_TIMEOUT
+            )
         )
         if receipt["status"] != 1:
             raise ContractReverted(f"transaction {tx_hash.hex()} reverted after simulation passed")

@@ -43,8 +43,8 @@ class Checker:
     """Answers checks from the chain and the usage log.
 
     Example:
-        >>> checker = Checker(chain=chain, engine=engine, salt=b"...", default_region="FR")  # doctest: +SKIP
-        >>> checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS, record=True)  # doctest: +SKIP
+        >>> checker = Checker(chain=chain, engine=engine, salt=b"...", default_region="FR")
+        >>> checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS, record=True)
     """
 
     def __init__(self, *, chain: Chain, engine: Engine, salt: bytes, default_region: str) -> None:
@@ -115,7 +115,9 @@ class Checker:
             decision = decide(snap)
             receipt = None
             if record:
-                receipt = usage_log.append(session, _entry(decision, commitment, company_id, channel, at))
+                receipt = usage_log.append(
+                    session, _entry(decision, commitment, company_id, channel, at)
+                )
                 if decision.allowed and view.grant is not None:
                     remaining, next_free = window_state(
                         [*snap.window, at],
@@ -155,7 +157,9 @@ class Checker:
         if not record:
             return CheckResult(decision, parsed)
         with transaction(self.engine) as session:
-            receipt = usage_log.append(session, _entry(decision, commitment, company_id, channel, at))
+            receipt = usage_log.append(
+                session, _entry(decision, commitment, company_id, channel, at)
+            )
         return CheckResult(decision, parsed, receipt)
 
 
@@ -178,4 +182,6 @@ def _entry(
 def _check_channel(contact: contacts.Contact, channel: Channel) -> None:
     is_email = contact.kind is contacts.ContactKind.EMAIL
     if is_email != (channel is Channel.EMAIL):
-        raise InvalidContact(contact.value, f"a {contact.kind.value} cannot be reached by {channel.name.lower()}")
+        raise InvalidContact(
+            contact.value, f"a {contact.kind.value} cannot be reached by {channel.name.lower()}"
+        )

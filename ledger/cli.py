@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +16,13 @@ from ledger.node import DEMO_ACCOUNTS, AnvilNode, answers
 from ledger.runtime import Ledger
 from ledger.settings import ChainKind, Settings
 
-app = typer.Typer(help="quota-ledger: consent-based contact quotas on an EVM ledger.", no_args_is_help=True)
+app = typer.Typer(
+    help="quota-ledger: consent-based contact quotas on an EVM ledger.", no_args_is_help=True
+)
 company_app = typer.Typer(help="Company registry (operator, registrar role).", no_args_is_help=True)
-wallet_app = typer.Typer(help="Consumer wallet: sign locally, relay through the API.", no_args_is_help=True)
+wallet_app = typer.Typer(
+    help="Consumer wallet: sign locally, relay through the API.", no_args_is_help=True
+)
 app.add_typer(company_app, name="company")
 app.add_typer(wallet_app, name="wallet")
 console = Console()
@@ -49,10 +54,14 @@ def up(
     rpc_url = settings.rpc_url
     if settings.chain is ChainKind.ANVIL:
         node = AnvilNode(
-            data_dir=settings.data_dir, port=settings.anvil_port, state_interval=settings.anvil_state_interval
+            data_dir=settings.data_dir,
+            port=settings.anvil_port,
+            state_interval=settings.anvil_state_interval,
         )
         node.start()
         rpc_url = node.url
+    # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it lets `finally` stop anvil.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         ledger = Ledger.open(settings, rpc_url=rpc_url)
         _announce(ledger, rpc_url, host or settings.api_host, port or settings.api_port)
@@ -78,12 +87,16 @@ def serve(
 def company_register(
     company_id: int,
     name: str,
-    admin: Annotated[str | None, typer.Option(help="company admin address (default: operator)")] = None,
+    admin: Annotated[
+        str | None, typer.Option(help="company admin address (default: operator)")
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Register a company on chain."""
     ledger = _open_running(data_dir)
-    receipt = ledger.relayer.register_company(company_id, name, admin or ledger.chain.operator.address)
+    receipt = ledger.relayer.register_company(
+        company_id, name, admin or ledger.chain.operator.address
+    )
     console.print(f"company {company_id} ({name}) registered in block {receipt['blockNumber']}")
 
 
@@ -122,7 +135,12 @@ def wallet_grant(
 ) -> None:
     """Sign a grant with your key and relay it (the operator pays the gas)."""
     answer = wallet.grant(
-        api, key, company_id=company, channel=channel, max_contacts=max_contacts, period=period_days * 86400
+        api,
+        key,
+        company_id=company,
+        channel=channel,
+        max_contacts=max_contacts,
+        period=period_days * 86400,
     )
     console.print(f"grant relayed: tx {answer['tx_hash']} in block {answer['block_number']}")
 
@@ -148,6 +166,10 @@ def main() -> None:
         raise SystemExit(1) from exc
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _open_running(data_dir: Path | None) -> Ledger:
     """Opens the ledger of a running `quota-ledger up` (its node and database)."""
     settings = _settings(None, data_dir)
@@ -163,7 +185,9 @@ def _open_running(data_dir: Path | None) -> Ledger:
 
 def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None:
     recovery = ledger.recovery
-    console.print(f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs")
+    console.print(
+        f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs"
+    )
     console.print(f"chain {ledger.chain.chain_id} at {rpc_url or 'in-process memory'}")
     console.print(f"ledger contract {ledger.chain.address}")
     if recovery.lost_blocks:
@@ -183,3 +207,7 @@ def _serve(ledger: Ledger, host: str, port: int) -> None:
 
     logging.basicConfig(level=logging.INFO)
     uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -113,4 +113,3 @@ def _type_name(number_type: int) -> str:
         if not name.startswith("_") and getattr(PhoneNumberType, name) == number_type:
             return name.lower()
     return "unknown"
-

@@ -14,8 +14,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import function_signature_to_4byte_selector
 
 from ledger import errors
 

@@ -48,7 +48,9 @@ class Recovery:
         return self.redeployed or bool(self.replayed or self.dropped)
 
 
-def ensure_deployed(chain: Chain, engine: Engine, *, configured_address: str | None = None) -> Recovery:
+def ensure_deployed(
+    chain: Chain, engine: Engine, *, configured_address: str | None = None
+) -> Recovery:
     """Points ``chain`` at the ledger contract, deploying it on first use.
 
     Raises:
@@ -65,7 +67,9 @@ def ensure_deployed(chain: Chain, engine: Engine, *, configured_address: str | N
 
     with transaction(engine) as session:
         row = session.get(DeploymentRow, 1)
-        known = None if row is None else (row.chain_id, row.address, row.block_number, row.block_hash)
+        known = (
+            None if row is None else (row.chain_id, row.address, row.block_number, row.block_hash)
+        )
     if known is None:
         _deploy(chain, engine)
         recovery.deployed = True
@@ -73,7 +77,9 @@ def ensure_deployed(chain: Chain, engine: Engine, *, configured_address: str | N
 
     chain_id, address, block_number, block_hash = known
     if chain_id != chain.chain_id:
-        raise DeploymentMismatch(f"database is for chain {chain_id}, node is chain {chain.chain_id}")
+        raise DeploymentMismatch(
+            f"database is for chain {chain_id}, node is chain {chain.chain_id}"
+        )
     if chain.has_code(address) and _block_is(chain, block_number, block_hash):
         chain.use(address)
     else:

@@ -45,6 +45,10 @@ def rule_for(region: str | None, at: datetime) -> Rule:
     """The rule in force for ``region`` at ``at`` (the newest whose ``since`` has passed)."""
     current = DEFAULT
     for rule in RULES:
-        if rule.region == region and rule.since <= at and (current is DEFAULT or rule.since >= current.since):
+        if (
+            rule.region == region
+            and rule.since <= at
+            and (current is DEFAULT or rule.since >= current.since)
+        ):
             current = rule
     return current

@@ -11,7 +11,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from ledger.errors import ExpiredSignature, InvalidSignature
 from ledger.grants import GrantTerms
@@ -156,7 +156,9 @@ def recover(document: dict[str, Any], signature: bytes) -> str:
     """
     consumer = str(document["message"].get("consumer", ""))
     try:
-        return str(Account.recover_message(encode_typed_data(full_message=document), signature=signature))
+        return str(
+            Account.recover_message(encode_typed_data(full_message=document), signature=signature)
+        )
     except Exception as exc:  # eth-keys raises several types for malformed input
         raise InvalidSignature(consumer) from exc
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import platform
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
 from ledger.errors import ChainUnavailable
 
+_PR_SET_PDEATHSIG = 1
 _ROOT = Path(__file__).resolve().parent.parent
 _PLATFORMS = {
     ("Linux", "x86_64"): "linux-amd64",
@@ -43,7 +48,7 @@ class AnvilNode:
     """Runs anvil on 127.0.0.1 with ``--state`` so the chain survives restarts.
 
     Example:
-        >>> with AnvilNode(data_dir=Path(".quota-ledger"), port=8545) as node:  # doctest: +SKIP
+        >>> with AnvilNode(data_dir=Path(".quota-ledger"), port=8545) as node:
         ...     print(node.url)
     """
 
@@ -62,9 +67,32 @@ class AnvilNode:
         return self.data_dir / "anvil-state.json"
 
     def start(self, timeout: float = 20.0) -> None:
+        """Starts anvil and waits until it answers.
+
+        Raises:
+            ChainUnavailable: the port is taken, or anvil does not come up.
+        """
+        if answers(self.url):
+            # Never adopt a node we did not start: its state is not ours to persist.
+            raise ChainUnavailable(f"something already answers on {self.url} (QL_ANVIL_PORT)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "anvil.log").open("ab")
-        self.process = subprocess.Popen(
+        log_path = self.data_dir / "anvil.log"
+        with log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = self._spawn(log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ChainUnavailable(
+                    f"anvil exited with {self.process.returncode}: see {log_path}"
+                )
+            if answers(self.url):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
+
+    def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 str(anvil_binary()),
                 "--host",
@@ -80,16 +108,8 @@ class AnvilNode:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ChainUnavailable(f"anvil exited with {self.process.returncode}: see {log.name}")
-            if answers(self.url):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops anvil cleanly (SIGTERM), which makes it write its state file."""
@@ -114,6 +134,12 @@ class AnvilNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stop_with_parent() -> None:
+    """In the child: get SIGTERM (and so dump state) when the parent dies, however it dies."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def answers(url: str) -> bool:

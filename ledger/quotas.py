@@ -71,18 +71,15 @@ def window_state(times: list[int], *, max_contacts: int, period: int, now: int) 
 
 def decide(snap: Snapshot) -> Decision:
     """Applies DESIGN rule 4 to a snapshot."""
-    base = {"consumer": snap.consumer, "block_number": snap.block_number}
     if snap.company.status is CompanyStatus.NONE:
-        return Decision(False, [Reason("company_unknown", f"no company {snap.company_id}")], **base)
+        return _refuse(snap, Reason("company_unknown", f"no company {snap.company_id}"))
     if snap.company.status is CompanyStatus.SUSPENDED:
-        reason = Reason("company_suspended", f"company {snap.company_id} is suspended")
-        return Decision(False, [reason], **base)
+        return _refuse(snap, Reason("company_suspended", f"company {snap.company_id} is suspended"))
 
     grant = snap.grant
     if grant is None or not grant.active:
-        return _without_grant(snap, base)
+        return _without_grant(snap)
 
-    version = {"grant_version": grant.version}
     refusals: list[Reason] = []
     if snap.now < grant.valid_from:
         refusals.append(Reason("grant_not_yet_valid", f"grant starts at {grant.valid_from}"))
@@ -115,26 +112,38 @@ def decide(snap: Snapshot) -> Decision:
                 )
             )
             next_free = max(next_free, cap_free)
-    quota = {"remaining": remaining, "next_free_at": next_free, **version}
-    if refusals:
-        return Decision(False, refusals, **quota, **base)
-    allow = Reason("grant_allows", f"signed grant v{grant.version}: {remaining} left in window")
-    return Decision(True, [allow], **quota, **base)
+    reasons = refusals or [
+        Reason(
+            "grant_allows", f"signed grant v{grant.version}: {remaining} left before this contact"
+        )
+    ]
+    return Decision(
+        allowed=not refusals,
+        reasons=reasons,
+        consumer=snap.consumer,
+        remaining=remaining,
+        next_free_at=next_free,
+        grant_version=grant.version,
+        block_number=snap.block_number,
+    )
 
 
-def _without_grant(snap: Snapshot, base: dict[str, object]) -> Decision:
+def _refuse(snap: Snapshot, *reasons: Reason) -> Decision:
+    return Decision(False, list(reasons), consumer=snap.consumer, block_number=snap.block_number)
+
+
+def _without_grant(snap: Snapshot) -> Decision:
     rule = rule_for(snap.region, datetime.fromtimestamp(snap.now, UTC))
-    missing = Reason(
-        "no_grant" if snap.consumer else "contact_not_linked",
-        "no active grant for this company and channel"
+    missing = (
+        Reason("no_grant", "no active grant for this company and channel")
         if snap.consumer
-        else "no consumer has linked this contact",
+        else Reason("contact_not_linked", "no consumer has linked this contact")
     )
     if rule.regime is Regime.OPT_IN:
-        return Decision(False, [missing, Reason("consent_required", rule.reference)], **base)
+        return _refuse(snap, missing, Reason("consent_required", rule.reference))
     # Opt-out regimes need the opposition list; until one is loaded the answer is no.
     stale = Reason("opposition_list_unavailable", f"no opposition list loaded ({rule.reference})")
-    return Decision(False, [missing, stale], **base)
+    return _refuse(snap, missing, stale)
 
 
 def _schedule_refusals(grant: GrantRecord, time_zone: str | None, now: int) -> list[Reason]:

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 from web3.types import TxReceipt
@@ -43,8 +44,8 @@ class Relayer:
     """Sends the operator's transactions and relays consumers' signed messages.
 
     Example:
-        >>> relayer = Relayer(chain, engine)  # doctest: +SKIP
-        >>> relayer.set_grant(consumer, terms, version=0, deadline=d, signature=sig)  # doctest: +SKIP
+        >>> relayer = Relayer(chain, engine)
+        >>> relayer.set_grant(consumer, terms, version=0, deadline=d, signature=sig)
     """
 
     def __init__(self, chain: Chain, engine: Engine) -> None:
@@ -135,7 +136,9 @@ class Relayer:
 
     def _verify(self, doc: dict[str, Any], consumer: str, signature: bytes, deadline: int) -> None:
         messages.check_deadline(deadline, int(time.time()))
-        if len(signature) == 65 and messages.recover(doc, signature) == to_checksum_address(consumer):
+        if len(signature) == 65 and messages.recover(doc, signature) == to_checksum_address(
+            consumer
+        ):
             return
         # Not the EOA's signature: it may still be a smart-contract wallet's (ERC-1271).
         if self.chain.has_code(consumer):

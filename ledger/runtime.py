@@ -19,8 +19,8 @@ class Ledger:
     """Everything a route or a CLI command needs, built once per process.
 
     Example:
-        >>> ledger = Ledger.open(Settings(chain="memory", database_url="sqlite://"))  # doctest: +SKIP
-        >>> ledger.checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS)  # doctest: +SKIP
+        >>> ledger = Ledger.open(Settings(chain="memory", database_url="sqlite://"))
+        >>> ledger.checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS)
     """
 
     settings: Settings

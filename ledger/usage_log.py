@@ -81,7 +81,9 @@ def append(session: Session, entry: UsageEntryBase) -> Receipt:
     seq = 1 if head is None else head.seq + 1
     prev_hash = GENESIS_HASH if head is None else head.entry_hash
     entry_hash = leaf_hash(leaf_bytes(entry, seq=seq, prev_hash=prev_hash))
-    session.add(UsageEntry(**entry.model_dump(), seq=seq, prev_hash=prev_hash, entry_hash=entry_hash))
+    session.add(
+        UsageEntry(**entry.model_dump(), seq=seq, prev_hash=prev_hash, entry_hash=entry_hash)
+    )
     session.flush()
     return Receipt(seq=seq, entry_hash=entry_hash)
 
@@ -121,7 +123,11 @@ def verify_chain(session: Session) -> int | None:
     for row in session.exec(select(UsageEntry).order_by(col(UsageEntry.seq))):
         base = UsageEntryBase.model_validate(row, from_attributes=True)
         recomputed = leaf_hash(leaf_bytes(base, seq=row.seq, prev_hash=row.prev_hash))
-        if row.seq != expected_seq or row.prev_hash != expected_prev or row.entry_hash != recomputed:
+        if (
+            row.seq != expected_seq
+            or row.prev_hash != expected_prev
+            or row.entry_hash != recomputed
+        ):
             return expected_seq
         expected_prev, expected_seq = row.entry_hash, row.seq + 1
     return None
@@ -142,6 +148,7 @@ def install_append_only_guard(engine: Engine) -> None:
                 "BEGIN RAISE EXCEPTION 'usage log is append-only'; END $$ LANGUAGE plpgsql"
             )
             conn.exec_driver_sql(
-                f"CREATE OR REPLACE TRIGGER {TABLE}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
-                f"ON {TABLE} FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"
+                f"CREATE OR REPLACE TRIGGER {TABLE}_append_only "
+                f"BEFORE UPDATE OR DELETE OR TRUNCATE ON {TABLE} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"
             )

@@ -43,10 +43,12 @@ async function main() {
   const asOperator = ledger.connect(operator);
   await asOperator.registerCompany(COMPANY_ID, "Acme", admin.address);
   const rows = [];
+  // A wallet signs a short deadline (an hour), not 2^256 - 1: calldata is priced per non-zero byte.
+  const deadline = BigInt((await ethers.provider.getBlock("latest")).timestamp) + 3600n;
 
   // New grant relayed by signature: a consumer who has never touched the ledger.
   const relayedConsumer = ethers.Wallet.createRandom();
-  const relayedArgs = await signSetGrant(relayedConsumer, ledger);
+  const relayedArgs = await signSetGrant(relayedConsumer, ledger, { deadline });
   const relayed = await gasOf(ledger.connect(relayer).setGrantBySig(...relayedArgs));
   rows.push(row("setGrantBySig: new grant, relayed", relayed, 65_000, EAS.attestByDelegation));
 
@@ -58,7 +60,7 @@ async function main() {
   const calls = [];
   for (let i = 0; i < BATCH; i += 1) {
     const consumer = ethers.Wallet.createRandom();
-    const args = await signSetGrant(consumer, ledger);
+    const args = await signSetGrant(consumer, ledger, { deadline });
     calls.push(ledger.interface.encodeFunctionData("setGrantBySig", args));
   }
   const batchGas = await gasOf(ledger.connect(relayer).multicall(calls));

@@ -39,7 +39,9 @@ def _terms(body: GrantTermsIn) -> GrantTerms:
 
 
 def _tx(receipt: TxReceipt) -> TxOut:
-    return TxOut(tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block_number=receipt["blockNumber"])
+    return TxOut(
+        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block_number=receipt["blockNumber"]
+    )
 
 
 @router.post("/typed-data", response_model=TypedDataOut)
@@ -48,7 +50,11 @@ def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     terms = _terms(body)
     version = ledger.chain.grant_version(body.consumer, terms.company_id, int(terms.channel))
     doc = messages.set_grant(
-        ledger.chain.domain, consumer=body.consumer, terms=terms, version=version, deadline=body.deadline
+        ledger.chain.domain,
+        consumer=body.consumer,
+        terms=terms,
+        version=version,
+        deadline=body.deadline,
     )
     return TypedDataOut(version=version, typed_data=doc)
 

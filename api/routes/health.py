@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
 from api.schemas import DomainOut, HealthOut, LedgerOut
-from ledger.messages import DOMAIN_NAME, DOMAIN_VERSION
 from ledger.errors import LedgerError
+from ledger.messages import DOMAIN_NAME, DOMAIN_VERSION
 
 router = APIRouter(tags=["operator"])
 
@@ -30,8 +30,13 @@ def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
     try:
         head = ledger.chain.head()
     except LedgerError as exc:
-        body = HealthOut(status="degraded", chain_id=None, contract=None, head_block=None, detail=exc.message)
+        body = HealthOut(
+            status="degraded", chain_id=None, contract=None, head_block=None, detail=exc.message
+        )
         return JSONResponse(body.model_dump(), status_code=503)
     return HealthOut(
-        status="ok", chain_id=ledger.chain.chain_id, contract=ledger.chain.address, head_block=head.number
+        status="ok",
+        chain_id=ledger.chain.chain_id,
+        contract=ledger.chain.address,
+        head_block=head.number,
     )

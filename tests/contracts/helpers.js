@@ -82,9 +82,10 @@ function grantTerms(overrides = {}) {
   };
 }
 
-/** The GrantTerms tuple in ABI order, for comparing with a decoded struct or event. */
-function termsTuple(terms) {
+/** The GrantSet event arguments for `terms` set by `consumer` at `version` in `epoch`. */
+function grantSetArgs(consumer, terms, version, epoch) {
   return [
+    consumer,
     terms.companyId,
     terms.channel,
     terms.maxContacts,
@@ -94,6 +95,8 @@ function termsTuple(terms) {
     terms.hoursMask,
     terms.daysMask,
     terms.noticeHash,
+    version,
+    epoch,
   ];
 }
 
@@ -156,6 +159,22 @@ function malleate(signature) {
   const highS = SECP256K1_N - BigInt(sig.s);
   const v = sig.v === 27 ? 28 : 27;
   return ethers.concat([sig.r, ethers.toBeHex(highS, 32), ethers.toBeHex(v, 1)]);
+}
+
+/** The EIP-712 digest the ledger computes for a message. */
+async function digestOf(ledger, primaryType, value) {
+  return ethers.TypedDataEncoder.hash(await domainOf(ledger), { [primaryType]: TYPES[primaryType] }, value);
+}
+
+/**
+ * Recovers a signer with the bare ecrecover precompile, which (unlike OpenZeppelin ECDSA and
+ * ethers) accepts high-s signatures: shows a malleated signature still names the same key.
+ */
+async function ecrecoverPrecompile(digest, signature) {
+  const v = ethers.toBeHex(ethers.getBytes(signature)[64], 32);
+  const data = ethers.concat([digest, v, ethers.dataSlice(signature, 0, 32), ethers.dataSlice(signature, 32, 64)]);
+  const out = await ethers.provider.call({ to: "0x0000000000000000000000000000000000000001", data });
+  return ethers.getAddress(ethers.dataSlice(out, 12));
 }
 
 /** A salted commitment to a contact point, as the off-chain side derives it. */
@@ -224,7 +243,10 @@ module.exports = {
   TYPES,
   commitmentOf,
   deployLedger,
+  digestOf,
   domainOf,
+  ecrecoverPrecompile,
+  grantSetArgs,
   grantTerms,
   grantedFixture,
   ledgerFixture,
@@ -236,6 +258,5 @@ module.exports = {
   signSetGlobalCap,
   signSetGrant,
   signUnlink,
-  termsTuple,
   walletFixture,
 };

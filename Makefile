@@ -1,0 +1,59 @@
+# quota-ledger: every target installs what it needs first, so a fresh clone only needs
+# python3 (>= 3.11), node (>= 20) and npm.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: help install up test test-contracts test-python lint abi abi-check bench bench-gas clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(PY_STAMP) $(NODE_STAMP) ## Create the venv, install Python and npm packages, compile
+	npx hardhat compile --quiet
+
+up: install ## Start a local node, deploy the contract once, serve the API on 127.0.0.1:8000
+	$(BIN)/quota-ledger up
+
+test: install abi-check test-contracts test-python ## Run every test (contracts and Python)
+
+test-contracts: $(NODE_STAMP) ## Hardhat tests of the contracts
+	npx hardhat test
+
+test-python: $(PY_STAMP) $(NODE_STAMP) ## pytest, including the end-to-end run against anvil
+	$(BIN)/pytest -q
+
+lint: install ## ruff, mypy and solhint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	npx solhint 'contracts/**/*.sol'
+
+abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads
+	npx hardhat run scripts/export-abi.js
+
+abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compile
+	EXPORT_CHECK=1 npx hardhat run scripts/export-abi.js
+
+bench: bench-gas ## Run the benchmarks
+
+bench-gas: $(NODE_STAMP) ## Gas per operation into bench/gas.md and bench/gas.json
+	npx hardhat run scripts/gas-bench.js
+
+clean: ## Remove build outputs (keeps .quota-ledger data)
+	rm -rf artifacts cache coverage coverage.json .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Shared fixtures: a ledger on the in-process chain, a company, a consumer with a linked number."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from ledger.runtime import Ledger
+from ledger.settings import Settings
+from tests.helpers import PHONE, link
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        chain="memory",  # type: ignore[arg-type]
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+    )
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Iterator[Ledger]:
+    opened = Ledger.open(settings)
+    yield opened
+    opened.engine.dispose()
+
+
+@pytest.fixture
+def company(ledger: Ledger) -> int:
+    ledger.relayer.register_company(1, "Acme SMS", ledger.chain.operator.address)
+    return 1
+
+
+@pytest.fixture
+def consumer() -> LocalAccount:
+    account: LocalAccount = Account.create()
+    return account
+
+
+@pytest.fixture
+def linked(ledger: Ledger, consumer: LocalAccount) -> str:
+    """Links PHONE to the consumer; returns the phone as a company would type it."""
+    link(ledger, consumer.address, PHONE)
+    return PHONE
+
+
+@pytest.fixture
+def client(ledger: Ledger) -> Iterator[TestClient]:
+    with TestClient(create_app(ledger)) as test_client:
+        yield test_client

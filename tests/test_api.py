@@ -1,0 +1,159 @@
+"""The HTTP API over the in-process chain: answers, and problem+json for every error."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from ledger import messages, wallet
+from ledger.runtime import Ledger
+from ledger.storage import transaction
+from ledger.usage_log import size
+from tests.helpers import PHONE
+
+CHECK = {"company_id": 1, "contact": PHONE, "channel": "sms", "record": True}
+
+
+def grant_via_api(
+    client: TestClient, account: LocalAccount, max_contacts: int = 4
+) -> dict[str, object]:
+    return wallet.grant(
+        "",
+        account.key.hex(),
+        company_id=1,
+        channel="sms",
+        max_contacts=max_contacts,
+        period=86400 * 365,
+        client=client,
+    )
+
+
+def assert_problem(response, status: int, code: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["type"] == f"https://quota-ledger.dev/problems/{code}"
+    assert body["status"] == status
+    return body
+
+
+def test_grant_then_four_recorded_checks_then_refusal(
+    client: TestClient, company: int, consumer: LocalAccount, linked: str
+) -> None:
+    answer = grant_via_api(client, consumer)
+    assert str(answer["tx_hash"]).startswith("0x")
+    bodies = [client.post("/v1/checks", json=CHECK).json() for _ in range(5)]
+    assert [b["allowed"] for b in bodies] == [True, True, True, True, False]
+    assert bodies[4]["reasons"][0]["code"] == "quota_exhausted"
+    assert bodies[0]["contact"] == {
+        "kind": "phone",
+        "value": "+33612345678",
+        "region": "FR",
+        "time_zone": "Europe/Paris",
+    }
+    assert bodies[3]["receipt"]["seq"] == 4
+
+
+def test_revocation_through_the_wallet_refuses_the_next_check(
+    client: TestClient, company: int, consumer: LocalAccount, linked: str
+) -> None:
+    grant_via_api(client, consumer)
+    assert client.post("/v1/checks", json=CHECK).json()["allowed"]
+    wallet.revoke("", consumer.key.hex(), company_id=1, channel="sms", client=client)
+    body = client.post("/v1/checks", json=CHECK).json()
+    assert not body["allowed"]
+    assert body["reasons"][0]["code"] == "no_grant"
+
+
+def test_invalid_phone_is_422_naming_the_reason_and_records_nothing(
+    client: TestClient, ledger: Ledger, company: int
+) -> None:
+    body = assert_problem(
+        client.post("/v1/checks", json={**CHECK, "contact": "+33 6"}), 422, "invalid_contact"
+    )
+    assert "reason" in body
+    with transaction(ledger.engine) as s:
+        assert size(s) == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {**CHECK, "channel": "pigeon"},
+        {**CHECK, "company_id": 0},
+        {**CHECK, "company_id": 2**64},
+        {**CHECK, "contact": ""},
+        {**CHECK, "record": "maybe"},
+    ],
+)
+def test_schema_violations_are_422_problems(client: TestClient, payload: dict[str, object]) -> None:
+    body = assert_problem(client.post("/v1/checks", json=payload), 422, "validation")
+    assert body["errors"]
+
+
+def test_a_bad_signature_is_401_and_costs_no_gas(
+    client: TestClient, ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    draft = {
+        "consumer": consumer.address,
+        "company_id": 1,
+        "channel": "sms",
+        "max_contacts": 4,
+        "period": 86400,
+    }
+    draft["deadline"] = int(time.time()) + 600
+    prepared = client.post("/v1/grants/typed-data", json=draft).json()
+    forged = messages.sign(prepared["typed_data"], Account.create().key)
+    nonce = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
+    response = client.post(
+        "/v1/grants", json={**draft, "version": 0, "signature": "0x" + forged.hex()}
+    )
+    assert_problem(response, 401, "invalid_signature")
+    assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == nonce
+
+
+def test_a_replayed_grant_is_409(client: TestClient, company: int, consumer: LocalAccount) -> None:
+    draft = {
+        "consumer": consumer.address,
+        "company_id": 1,
+        "channel": "sms",
+        "max_contacts": 4,
+        "period": 86400,
+    }
+    draft["deadline"] = int(time.time()) + 600
+    prepared = client.post("/v1/grants/typed-data", json=draft).json()
+    signature = "0x" + messages.sign(prepared["typed_data"], consumer.key).hex()
+    body = {**draft, "version": prepared["version"], "signature": signature}
+    assert client.post("/v1/grants", json=body).status_code == 201
+    assert_problem(client.post("/v1/grants", json=body), 409, "stale_version")
+
+
+def test_a_grant_for_an_unknown_company_is_404(client: TestClient, consumer: LocalAccount) -> None:
+    draft = {
+        "consumer": consumer.address,
+        "company_id": 7,
+        "channel": "sms",
+        "max_contacts": 4,
+        "period": 86400,
+    }
+    draft["deadline"] = int(time.time()) + 600
+    prepared = client.post("/v1/grants/typed-data", json=draft).json()
+    signature = "0x" + messages.sign(prepared["typed_data"], consumer.key).hex()
+    response = client.post("/v1/grants", json={**draft, "version": 0, "signature": signature})
+    assert_problem(response, 404, "unknown_company")
+
+
+def test_health_and_domain(client: TestClient, ledger: Ledger) -> None:
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["contract"] == ledger.chain.address
+    domain = client.get("/v1/ledger").json()["domain"]
+    assert domain == {"chain_id": ledger.chain.chain_id, "verifying_contract": ledger.chain.address}
+
+
+def test_unknown_route_is_a_problem_too(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nothing"), 404, "http_404")

@@ -1,0 +1,92 @@
+"""The usage log: hash chain, append-only at the database level, tamper detection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
+
+from ledger import usage_log
+from ledger.storage import make_engine, transaction
+from ledger.usage_log import GENESIS_HASH, UsageEntryBase
+
+
+def entry(at: int, decision: str = "allowed") -> UsageEntryBase:
+    return UsageEntryBase(
+        at=at,
+        company_id=1,
+        contact="ab" * 32,
+        channel=1,
+        consumer="0xabc",
+        decision=decision,
+        reasons="[]",
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.sqlite3'}")
+    yield engine
+    engine.dispose()
+
+
+def test_entries_chain_their_hashes(engine: Engine) -> None:
+    with transaction(engine) as s:
+        first = usage_log.append(s, entry(10))
+        second = usage_log.append(s, entry(20))
+    assert (first.seq, second.seq) == (1, 2)
+    with transaction(engine) as s:
+        query = "SELECT seq, prev_hash, entry_hash FROM usage_entry ORDER BY seq"
+        rows = list(s.connection().exec_driver_sql(query))
+        assert rows[0][1] == GENESIS_HASH
+        assert rows[1][1] == first.entry_hash == rows[0][2]
+        assert usage_log.verify_chain(s) is None
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE usage_entry SET decision = 'refused'", "DELETE FROM usage_entry"]
+)
+def test_the_database_refuses_edits(engine: Engine, statement: str) -> None:
+    with transaction(engine) as s:
+        usage_log.append(s, entry(10))
+    with pytest.raises(DatabaseError, match="append-only"), engine.begin() as conn:
+        conn.exec_driver_sql(statement)
+    with transaction(engine) as s:
+        assert usage_log.size(s) == 1
+
+
+def test_a_tampered_entry_is_located(engine: Engine) -> None:
+    with transaction(engine) as s:
+        for t in range(5):
+            usage_log.append(s, entry(t))
+    # An attacker with full database access drops the guard and edits entry 3.
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER usage_entry_no_update")
+        conn.exec_driver_sql("UPDATE usage_entry SET decision = 'refused' WHERE seq = 3")
+    with transaction(engine) as s:
+        assert usage_log.verify_chain(s) == 3
+
+
+def test_a_deleted_entry_is_located(engine: Engine) -> None:
+    with transaction(engine) as s:
+        for t in range(5):
+            usage_log.append(s, entry(t))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER usage_entry_no_delete")
+        conn.exec_driver_sql("DELETE FROM usage_entry WHERE seq = 2")
+    with transaction(engine) as s:
+        assert usage_log.verify_chain(s) == 2
+
+
+def test_only_allowed_contacts_in_the_window_count(engine: Engine) -> None:
+    with transaction(engine) as s:
+        usage_log.append(s, entry(10))
+        usage_log.append(s, entry(20, decision="refused"))
+        usage_log.append(s, entry(30))
+        assert usage_log.allowed_times(s, consumer="0xabc", company_id=1, channel=1, since=10) == [
+            30
+        ]
+        assert usage_log.allowed_times(s, consumer="0xabc", since=0) == [10, 30]
