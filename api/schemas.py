@@ -25,7 +25,7 @@ class CheckRequest(BaseModel):
         }
     )
 
-    company_id: int = Field(gt=0, lt=1 << 64)
+    company_id: int = Field(gt=0, lt=1 << 63)
     contact: str = Field(min_length=1, max_length=254, description="phone number or e-mail address")
     channel: ChannelName
     record: bool = Field(default=False, description="also record the contact in the usage log")
@@ -61,7 +61,7 @@ class CheckResponse(BaseModel):
 
 
 class GrantTermsIn(BaseModel):
-    company_id: int = Field(gt=0, lt=1 << 64)
+    company_id: int = Field(gt=0, lt=1 << 63)
     channel: ChannelName
     max_contacts: int = Field(gt=0, le=UINT32)
     period: int = Field(gt=0, le=UINT32, description="rolling window in seconds")
@@ -101,7 +101,7 @@ class SignedGrant(GrantDraft):
 
 class SignedRevocation(BaseModel):
     consumer: str = Address
-    company_id: int = Field(gt=0, lt=1 << 64)
+    company_id: int = Field(gt=0, lt=1 << 63)
     channel: ChannelName
     version: int = Field(ge=0, le=UINT32)
     deadline: int = Field(gt=0, lt=1 << 63)

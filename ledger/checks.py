@@ -88,6 +88,8 @@ class Checker:
             return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
 
         with transaction(self.engine) as session:
+            if record:
+                usage_log.lock(session)  # count and append with no writer in between
             snap = Snapshot(
                 now=at,
                 company_id=company_id,

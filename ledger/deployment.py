@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sqlalchemy import BigInteger
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel, col, select
 
@@ -28,9 +29,9 @@ class DeploymentRow(SQLModel, table=True):
     __tablename__ = "deployment"
 
     id: int = Field(default=1, primary_key=True)
-    chain_id: int
+    chain_id: int = Field(sa_type=BigInteger)
     address: str
-    block_number: int
+    block_number: int = Field(sa_type=BigInteger)
     block_hash: str
 
 

@@ -57,7 +57,8 @@ class GrantTerms:
 
     def __post_init__(self) -> None:
         # The same rules as the contract, checked before anything is signed or relayed.
-        if not 0 < self.company_id < (1 << 64):
+        # uint64 on chain; below 2**63 so it fits a signed BIGINT in every database.
+        if not 0 < self.company_id < (1 << 63):
             raise InvalidGrant("company id out of range", company_id=self.company_id)
         if not (0 < self.max_contacts <= _UINT32 and 0 < self.period <= _UINT32):
             raise InvalidGrant("max_contacts and period must be positive 32-bit numbers")

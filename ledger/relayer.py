@@ -15,6 +15,7 @@ from typing import Any
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from sqlalchemy import BigInteger
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 from web3.types import TxReceipt
@@ -36,7 +37,7 @@ class OperatorTx(SQLModel, table=True):
     method: str
     calldata: str  # hex, without 0x
     tx_hash: str
-    block_number: int = Field(index=True)
+    block_number: int = Field(sa_type=BigInteger, index=True)
     block_hash: str
 
 

@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Index, func
+from sqlalchemy import BigInteger, Index, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 GENESIS_HASH = "00" * 32
 TABLE = "usage_entry"
+_PG_LOCK_KEY = 0x71756F7461  # "quota": the advisory lock of the usage log
 
 
 class Decision:
@@ -27,13 +28,15 @@ class Decision:
 
 
 class UsageEntryBase(SQLModel):
-    at: int = Field(index=True)  # unix seconds of the contact (attempts count, answered or not)
-    company_id: int
+    at: int = Field(
+        sa_type=BigInteger, index=True
+    )  # unix seconds of the contact (attempts count, answered or not)
+    company_id: int = Field(sa_type=BigInteger)
     contact: str  # hex commitment of the contact, never the contact itself
     channel: int
     consumer: str | None = None
     grant_version: int | None = None
-    block_number: int | None = None
+    block_number: int | None = Field(default=None, sa_type=BigInteger)
     list_version: str | None = None
     decision: str
     reasons: str  # JSON list of reason codes
@@ -47,7 +50,7 @@ class UsageEntry(UsageEntryBase, table=True):
         Index("ix_usage_consumer_at", "consumer", "at"),
     )
 
-    seq: int = Field(primary_key=True)
+    seq: int = Field(sa_type=BigInteger, primary_key=True)
     prev_hash: str
     entry_hash: str
 
@@ -71,12 +74,24 @@ def leaf_hash(data: bytes) -> str:
     return hashlib.sha256(b"\x00" + data).hexdigest()
 
 
+def lock(session: Session) -> None:
+    """Serialises writers of the log for the rest of the transaction.
+
+    Every append extends one global hash chain, and a check-and-record must count and append
+    with no other writer in between. SQLite's immediate transactions already hold the write
+    lock; PostgreSQL takes a transaction-scoped advisory lock (released at commit or rollback).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+
+
 def append(session: Session, entry: UsageEntryBase) -> Receipt:
     """Appends ``entry`` after the current head of the log.
 
-    Call inside the caller's transaction (on SQLite an immediate one) so that reading the head
-    and inserting are atomic with whatever the caller counted.
+    Call inside the caller's transaction after ``lock`` so that reading the head and inserting
+    are atomic with whatever the caller counted.
     """
+    lock(session)
     head = session.exec(select(UsageEntry).order_by(col(UsageEntry.seq).desc()).limit(1)).first()
     seq = 1 if head is None else head.seq + 1
     prev_hash = GENESIS_HASH if head is None else head.entry_hash

@@ -89,7 +89,7 @@ def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
 @router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut)
 def read_grant(
     consumer: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
-    company_id: Annotated[int, Path(gt=0, lt=1 << 64)],
+    company_id: Annotated[int, Path(gt=0, lt=1 << 63)],
     channel: ChannelName,
     ledger: LedgerDep,
 ) -> GrantOut:

@@ -93,6 +93,15 @@ describe("QuotaLedger: revocations", function () {
         .withArgs(1, 2);
     });
 
+    it("refuses a grant already revoked, even signed at its current version", async function () {
+      const { ledger, relayer, alice } = await loadFixture(grantedFixture);
+      await ledger.connect(alice).revokeGrant(COMPANY_ID, Channel.Call);
+      const args = await signRevokeGrant(alice, ledger, { version: 2 });
+      await expect(ledger.connect(relayer).revokeGrantBySig(...args))
+        .to.be.revertedWithCustomError(ledger, "LedgerGrantNotActive")
+        .withArgs(alice.address, COMPANY_ID, Channel.Call);
+    });
+
     it("refuses a grant cleared by a revoke-all (signed version still current)", async function () {
       const { ledger, relayer, alice } = await loadFixture(grantedFixture);
       const args = await signRevokeGrant(alice, ledger, { version: 1 });

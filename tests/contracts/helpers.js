@@ -101,9 +101,9 @@ function grantSetArgs(consumer, terms, version, epoch) {
 }
 
 /**
- * Signs one ledger message. `domain` defaults to the ledger's; pass `domainOverrides`
- * to sign for another chain or contract. The consumer defaults to the signer's address
- * (an ERC-1271 wallet passes its own address and has its owner sign).
+ * Signs one ledger message over the ledger's domain; `domainOverrides` replaces some of its
+ * fields (to sign for another chain or contract). In the `sign*` helpers below the consumer
+ * defaults to the signer's address; an ERC-1271 wallet passes its own address and its owner signs.
  */
 async function signMessage(signer, ledger, primaryType, value, domainOverrides = {}) {
   const domain = { ...(await domainOf(ledger)), ...domainOverrides };
@@ -177,7 +177,7 @@ async function ecrecoverPrecompile(digest, signature) {
   return ethers.getAddress(ethers.dataSlice(out, 12));
 }
 
-/** A salted commitment to a contact point, as the off-chain side derives it. */
+/** A stand-in salted commitment to a contact point: the chain only needs a non-zero bytes32. */
 function commitmentOf(contact, salt = "salt") {
   return ethers.solidityPackedKeccak256(["string", "string"], [salt, contact]);
 }
@@ -223,12 +223,6 @@ async function grantedFixture() {
   return base;
 }
 
-/** The timestamp the next mined block will carry if the test pins it with `time.setNextBlockTimestamp`. */
-async function nextTimestamp(step = 1) {
-  const block = await ethers.provider.getBlock("latest");
-  return BigInt(block.timestamp) + BigInt(step);
-}
-
 module.exports = {
   ALL_DAYS,
   ALL_HOURS,
@@ -236,23 +230,18 @@ module.exports = {
   COMPANY_ID,
   Channel,
   CompanyStatus,
-  MAX_DEADLINE,
   NOTICE_HASH,
-  OPEN_ENDED,
   OTHER_COMPANY_ID,
   TYPES,
   commitmentOf,
   deployLedger,
   digestOf,
-  domainOf,
   ecrecoverPrecompile,
   grantSetArgs,
   grantTerms,
   grantedFixture,
   ledgerFixture,
   malleate,
-  nextTimestamp,
-  signMessage,
   signRevokeAll,
   signRevokeGrant,
   signSetGlobalCap,
