@@ -32,8 +32,10 @@ up: install ## Start a local node, deploy the contract once, serve the API on 12
 
 test: install abi-check test-contracts test-python ## Run every test (contracts and Python)
 
-test-contracts: $(NODE_STAMP) ## Hardhat tests of the contracts
-	npx hardhat test
+test-contracts: $(NODE_STAMP) ## Hardhat tests under coverage (floor 95%), and solhint
+	npx solhint --max-warnings 0 'contracts/**/*.sol'
+	npx hardhat coverage
+	node scripts/check-coverage.js
 
 test-python: $(PY_STAMP) $(NODE_STAMP) ## pytest, including the end-to-end run against anvil
 	$(BIN)/pytest -q
@@ -42,7 +44,7 @@ lint: install ## ruff, mypy and solhint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	npx solhint 'contracts/**/*.sol'
+	npx solhint --max-warnings 0 'contracts/**/*.sol'
 
 abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads
 	npx hardhat run scripts/export-abi.js
