@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
@@ -28,36 +27,10 @@ from ledger import contract
 from ledger.errors import ChainUnavailable, ContractReverted, LedgerError
 from ledger.grants import CompanyStatus, GrantRecord
 from ledger.messages import Domain
+from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
 
 _RECEIPT_TIMEOUT = 30.0
 _NONCE_RETRIES = 5
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerRecord:
-    epoch: int
-    cap_max: int
-    cap_period: int
-    link_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class CompanyRecord:
-    admin: str
-    status: CompanyStatus
-
-
-@dataclass(frozen=True, slots=True)
-class LinkRecord:
-    consumer: str | None  # None when the commitment is not linked
-    linked_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRef:
-    number: int
-    hash: bytes
-    timestamp: int
 
 
 class Chain:

@@ -1,8 +1,9 @@
 """Check and check-and-record: the question every company asks before a contact.
 
-The chain state is read at one block; the usage window is counted and (when recording) the
+The ledger state is read at one block; the usage window is counted and (when recording) the
 entry appended inside one database transaction, so N concurrent requests against a quota of
-k record exactly k. When the chain cannot be read the answer is a refusal, never an allow.
+k record exactly k. When the ledger state or the database cannot be trusted the answer is a
+refusal naming why, never an allow.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ledger import contacts, usage_log
-from ledger.chain import Chain, CompanyRecord, ConsumerRecord
-from ledger.errors import ChainUnavailable, InvalidContact
+from ledger.errors import InvalidContact, LedgerStale, Unavailable
 from ledger.grants import Channel, CompanyStatus, GrantRecord
 from ledger.quotas import Decision, Reason, Snapshot, decide, window_state
-from ledger.storage import transaction
+from ledger.state import CompanyRecord, ConsumerRecord, LedgerState
+from ledger.storage import DatabaseUnavailable, transaction
 from ledger.usage_log import Receipt, UsageEntryBase
 
 
@@ -31,7 +32,7 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _ChainView:
+class _LedgerView:
     block_number: int
     company: CompanyRecord
     consumer: str | None
@@ -40,15 +41,17 @@ class _ChainView:
 
 
 class Checker:
-    """Answers checks from the chain and the usage log.
+    """Answers checks from the ledger state (chain or index) and the usage log.
 
     Example:
-        >>> checker = Checker(chain=chain, engine=engine, salt=b"...", default_region="FR")
+        >>> checker = Checker(state=chain, engine=engine, salt=b"...", default_region="FR")
         >>> checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS, record=True)
     """
 
-    def __init__(self, *, chain: Chain, engine: Engine, salt: bytes, default_region: str) -> None:
-        self.chain = chain
+    def __init__(
+        self, *, state: LedgerState, engine: Engine, salt: bytes, default_region: str
+    ) -> None:
+        self.state = state
         self.engine = engine
         self.salt = salt
         self.default_region = default_region
@@ -82,10 +85,28 @@ class Checker:
         at = int(time.time()) if now is None else now
         commitment = contacts.commitment(parsed, self.salt)
         try:
-            view = self._read_chain(company_id, commitment, channel)
-        except ChainUnavailable as exc:
-            refusal = Decision(False, [Reason("ledger_unavailable", exc.message)])
+            view = self._read_state(company_id, commitment, channel)
+        except Unavailable as exc:
+            code = "ledger_stale" if isinstance(exc, LedgerStale) else "ledger_unavailable"
+            refusal = Decision(False, [Reason(code, exc.message)])
             return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
+        try:
+            return self._decide(view, parsed, commitment, company_id, channel, at, record)
+        except DatabaseUnavailable as exc:
+            # Without the usage log nothing can be counted: refuse, and nothing was recorded.
+            refusal = Decision(False, [Reason("database_unavailable", exc.message)])
+            return CheckResult(refusal, parsed)
+
+    def _decide(
+        self,
+        view: _LedgerView,
+        parsed: contacts.Contact,
+        commitment: bytes,
+        company_id: int,
+        channel: Channel,
+        at: int,
+        record: bool,
+    ) -> CheckResult:
 
         with transaction(self.engine) as session:
             if record:
@@ -130,21 +151,21 @@ class Checker:
                     decision = replace(decision, remaining=remaining, next_free_at=next_free)
         return CheckResult(decision, parsed, receipt)
 
-    def _cap_window(self, session: Session, view: _ChainView, at: int) -> list[int]:
+    def _cap_window(self, session: Session, view: _LedgerView, at: int) -> list[int]:
         rec = view.consumer_record
         if rec is None or rec.cap_max == 0 or view.consumer is None:
             return []
         return usage_log.allowed_times(session, consumer=view.consumer, since=at - rec.cap_period)
 
-    def _read_chain(self, company_id: int, commitment: bytes, channel: Channel) -> _ChainView:
-        block = self.chain.head().number
-        company = self.chain.company(company_id, block)
-        link = self.chain.link(commitment, block)
+    def _read_state(self, company_id: int, commitment: bytes, channel: Channel) -> _LedgerView:
+        block = self.state.head().number
+        company = self.state.company(company_id, block)
+        link = self.state.link(commitment, block)
         if link.consumer is None or company.status is CompanyStatus.NONE:
-            return _ChainView(block, company, link.consumer, None, None)
-        grant = self.chain.grant(link.consumer, company_id, int(channel), block)
-        record = self.chain.consumer(link.consumer, block)
-        return _ChainView(block, company, link.consumer, grant, record)
+            return _LedgerView(block, company, link.consumer, None, None)
+        grant = self.state.grant(link.consumer, company_id, int(channel), block)
+        record = self.state.consumer(link.consumer, block)
+        return _LedgerView(block, company, link.consumer, grant, record)
 
     def _finish(
         self,

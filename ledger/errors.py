@@ -193,6 +193,20 @@ class ChainUnavailable(Unavailable):
         super().__init__(f"EVM node unavailable: {detail}", cause=detail)
 
 
+class LedgerStale(Unavailable):
+    """The ledger index lags the chain beyond its bound: its answers cannot be trusted."""
+
+    code = "ledger_stale"
+
+    def __init__(self, lag_blocks: int, lag_seconds: float, detail: str = "") -> None:
+        lag = f"{lag_blocks} blocks / {lag_seconds:.0f} s"
+        super().__init__(
+            f"ledger index is {lag} behind the chain {detail}".strip(),
+            lag_blocks=lag_blocks,
+            lag_seconds=lag_seconds,
+        )
+
+
 class DeploymentMismatch(Unavailable):
     code = "deployment_mismatch"
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from ledger.chain import CompanyRecord, ConsumerRecord
 from ledger.grants import ALL_DAYS, ALL_HOURS, Channel, CompanyStatus, GrantRecord
 from ledger.jurisdictions import Regime, rule_for
+from ledger.state import CompanyRecord, ConsumerRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ class Ledger:
         recovery = ensure_deployed(chain, engine, configured_address=settings.contract_address)
         relayer = Relayer(chain, engine)
         checker = Checker(
-            chain=chain,
+            state=chain,
             engine=engine,
             salt=settings.contact_salt_bytes,
             default_region=settings.default_region,
