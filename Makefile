@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install up test test-contracts test-python lint abi abi-check bench bench-gas clean
+.PHONY: help install up test test-contracts test-python lint abi abi-check bench bench-gas bench-python clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,7 +52,11 @@ abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads
 abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compile
 	EXPORT_CHECK=1 npx hardhat run scripts/export-abi.js
 
-bench: bench-gas ## Run the benchmarks
+bench: bench-gas bench-python ## Run the benchmarks
+
+bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions) into bench/results.json
+	$(BIN)/python -m bench.bench_indexer
+	$(BIN)/python -m bench.bench_opposition
 
 bench-gas: $(NODE_STAMP) ## Gas per operation into bench/gas.md and bench/gas.json
 	npx hardhat run scripts/gas-bench.js

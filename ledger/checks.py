@@ -16,9 +16,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from ledger import contacts, usage_log
-from ledger.errors import InvalidContact, LedgerStale, Unavailable
+from ledger.errors import InvalidContact, LedgerStale, ListUnavailable, Unavailable
 from ledger.grants import Channel, CompanyStatus, GrantRecord
-from ledger.quotas import Decision, Reason, Snapshot, decide, window_state
+from ledger.opposition import OppositionCache
+from ledger.quotas import Decision, OppositionStatus, Reason, Snapshot, decide, window_state
 from ledger.state import CompanyRecord, ConsumerRecord, LedgerState
 from ledger.storage import DatabaseUnavailable, transaction
 from ledger.usage_log import Receipt, UsageEntryBase
@@ -49,12 +50,19 @@ class Checker:
     """
 
     def __init__(
-        self, *, state: LedgerState, engine: Engine, salt: bytes, default_region: str
+        self,
+        *,
+        state: LedgerState,
+        engine: Engine,
+        salt: bytes,
+        default_region: str,
+        lists: OppositionCache | None = None,
     ) -> None:
         self.state = state
         self.engine = engine
         self.salt = salt
         self.default_region = default_region
+        self.lists = lists  # None: no opposition list, so opt-out regimes refuse (fail closed)
 
     def check(
         self,
@@ -91,7 +99,22 @@ class Checker:
             refusal = Decision(False, [Reason(code, exc.message)])
             return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
         try:
-            return self._decide(view, parsed, commitment, company_id, channel, at, record)
+            opposition = (
+                OppositionStatus()
+                if self.lists is None
+                else self.lists.status(parsed, company_id=company_id)
+            )
+        except ListUnavailable as exc:
+            refusal = Decision(False, [Reason(exc.code, exc.message)], consumer=view.consumer)
+            return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
+        except DatabaseUnavailable as exc:
+            return CheckResult(
+                Decision(False, [Reason("database_unavailable", exc.message)]), parsed
+            )
+        try:
+            return self._decide(
+                view, opposition, parsed, commitment, company_id, channel, at, record
+            )
         except DatabaseUnavailable as exc:
             # Without the usage log nothing can be counted: refuse, and nothing was recorded.
             refusal = Decision(False, [Reason("database_unavailable", exc.message)])
@@ -100,6 +123,7 @@ class Checker:
     def _decide(
         self,
         view: _LedgerView,
+        opposition: OppositionStatus,
         parsed: contacts.Contact,
         commitment: bytes,
         company_id: int,
@@ -122,6 +146,7 @@ class Checker:
                 grant=view.grant,
                 consumer_record=view.consumer_record,
                 block_number=view.block_number,
+                opposition=opposition,
             )
             if view.consumer is not None and view.grant is not None and view.grant.active:
                 snap = replace(
@@ -197,6 +222,7 @@ def _entry(
         consumer=decision.consumer,
         grant_version=decision.grant_version,
         block_number=decision.block_number,
+        list_version=",".join(decision.list_versions) or None,
         decision=usage_log.Decision.ALLOWED if decision.allowed else usage_log.Decision.REFUSED,
         reasons=json.dumps(decision.codes),
     )

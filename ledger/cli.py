@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
-from ledger import contacts, wallet
+from ledger import contacts, linking, wallet
 from ledger.errors import ChainUnavailable, LedgerError
 from ledger.node import DEMO_ACCOUNTS, AnvilNode, answers
+from ledger.opposition import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
 from ledger.settings import ChainKind, Settings
+from ledger.storage import make_engine
 
 app = typer.Typer(
     help="quota-ledger: consent-based contact quotas on an EVM ledger.", no_args_is_help=True
@@ -23,8 +30,13 @@ company_app = typer.Typer(help="Company registry (operator, registrar role).", n
 wallet_app = typer.Typer(
     help="Consumer wallet: sign locally, relay through the API.", no_args_is_help=True
 )
+lists_app = typer.Typer(
+    help="Opposition lists: national registries and companies' own do-not-call lists.",
+    no_args_is_help=True,
+)
 app.add_typer(company_app, name="company")
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(lists_app, name="lists")
 console = Console()
 
 ChainOpt = Annotated[ChainKind | None, typer.Option(help="anvil (default), memory or rpc")]
@@ -83,6 +95,39 @@ def serve(
     _serve(ledger, host or settings.api_host, port or settings.api_port)
 
 
+@app.command()
+def index(
+    once: Annotated[bool, typer.Option("--once", help="catch up with the head, then exit")] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="empty the index and rebuild it from the deployment")
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Follow the ledger contract's events into the database (`up` and `serve` run this too)."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    ledger = _open_running(data_dir, sync_index=False)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("indexing", total=None)
+
+        def show(checkpoint: int, target: int, events: int) -> None:
+            bar.update(task, total=target, completed=checkpoint, description=f"{events:,} events")
+
+        run = ledger.indexer.rebuild if rebuild else ledger.indexer.sync
+        report = run(progress=show)
+    console.print(f"index at block {report.checkpoint}: {report.events:,} events indexed")
+    if once:
+        return
+    follower = ledger.follow_index()
+    console.print("following the chain (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        follower.stop()
+
+
 @company_app.command("register")
 def company_register(
     company_id: int,
@@ -122,6 +167,126 @@ def link(contact: str, consumer: str, data_dir: DataDirOpt = None) -> None:
     commitment = contacts.commitment(parsed, ledger.settings.contact_salt_bytes)
     receipt = ledger.relayer.attest_link(consumer, commitment)
     console.print(f"{parsed.value} linked to {consumer} in block {receipt['blockNumber']}")
+
+
+@app.command("link-start")
+def link_start(contact: str, consumer: str, data_dir: DataDirOpt = None) -> None:
+    """Send a one-time code to CONTACT proving CONSUMER controls it."""
+    settings = _settings(None, data_dir)
+    linker = linking.Linker.from_settings(settings, make_engine(settings.sqlalchemy_url))
+    started = linker.start(consumer=consumer, contact=contact)
+    until = datetime.fromtimestamp(started.expires_at, UTC)
+    console.print(f"code sent to {started.destination}, valid until {until:%H:%M:%S} UTC")
+
+
+@app.command("link-verify")
+def link_verify(contact: str, consumer: str, code: str, data_dir: DataDirOpt = None) -> None:
+    """Check the one-time code and attest the link of CONTACT to CONSUMER on chain."""
+    ledger = _open_running(data_dir)
+    linked = linking.verify_and_attest(
+        ledger.linker, ledger.relayer, consumer=consumer, contact=contact, code=code
+    )
+    console.print(f"linked to {linked.consumer} in block {linked.block_number}")
+
+
+@app.command()
+def outbox(
+    limit: Annotated[int, typer.Option(help="messages to show")] = 20,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show the development outbox: the one-time codes "sent" (newest first)."""
+    settings = _settings(None, data_dir)
+    table = Table("id", "sent (UTC)", "channel", "to", "message")
+    for m in linking.recent_outbox(make_engine(settings.sqlalchemy_url), limit=limit):
+        sent = datetime.fromtimestamp(m.created_at, UTC)
+        table.add_row(str(m.id), f"{sent:%Y-%m-%d %H:%M:%S}", m.channel, m.destination, m.text)
+    console.print(table)
+
+
+@lists_app.command("import")
+def lists_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the list file")],
+    region: Annotated[str, typer.Option(help="the list's region (US, GB, FR...)")],
+    fmt: Annotated[ListFormat, typer.Option("--format", help="dnc, lines or csv")] = (
+        ListFormat.LINES
+    ),
+    column: Annotated[str, typer.Option(help="CSV: column number (1 = first) or name")] = "1",
+    header: Annotated[bool, typer.Option(help="CSV: the first row names the columns")] = False,
+    source: Annotated[str | None, typer.Option(help="where it came from (default: name)")] = None,
+    fetched_at: Annotated[
+        datetime | None,
+        typer.Option(help="when the registry copy was taken, UTC (default: the file's mtime)"),
+    ] = None,
+    max_age_days: Annotated[
+        int | None, typer.Option(help="days the list stays usable (default: legal maximum)")
+    ] = None,
+    company: Annotated[
+        int | None, typer.Option(help="import this company's own do-not-call list")
+    ] = None,
+    delta: Annotated[bool, typer.Option(help="add to the current list (DNC: A/D flags)")] = False,
+    delta_remove: Annotated[
+        bool, typer.Option(help="remove the file's numbers from the current list")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="processes parsing numbers")] = 0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Import an opposition list (a full list or a delta) as a new versioned snapshot."""
+    if delta and delta_remove:
+        raise typer.BadParameter("--delta and --delta-remove exclude each other")
+    mode = ImportMode.REMOVE if delta_remove else ImportMode.DELTA if delta else ImportMode.FULL
+    when = None
+    if fetched_at is not None:
+        aware = fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC)
+        when = int(aware.timestamp())
+    cache = _open_lists(data_dir)
+    with console.status(f"importing {file.name}..."):
+        report = cache.import_file(
+            file,
+            region=region,
+            fmt=fmt,
+            mode=mode,
+            column=int(column) - 1 if column.isdigit() else column,
+            header=header,
+            source=source,
+            fetched_at=when,
+            max_age=None if max_age_days is None else max_age_days * 86400,
+            company_id=company,
+            workers=workers or len(os.sched_getaffinity(0)),
+        )
+    m = report.snapshot
+    verb = "imported" if report.created else "already imported"
+    fetched = datetime.fromtimestamp(m.fetched_at, UTC)
+    console.print(
+        f"{verb} {m.version}: {m.count:,} numbers (+{m.added:,} / -{m.removed:,}) "
+        f"from {m.lines:,} lines, fetched {fetched:%Y-%m-%d %H:%M} UTC"
+    )
+    if m.invalid:
+        first = ", ".join(str(n) for n in report.invalid_lines)
+        console.print(f"[yellow]{m.invalid:,} invalid lines skipped (first: {first})[/yellow]")
+
+
+@lists_app.command("status")
+def lists_status(data_dir: DataDirOpt = None) -> None:
+    """Show the current snapshot of every list: version, age, freshness, counts."""
+    now = int(time.time())
+    table = Table(
+        "list", "version", "source", "fetched (UTC)", "age", "max age", "state", "numbers"
+    )
+    for m in _open_lists(data_dir).current():
+        name = m.region if m.company_id is None else f"company {m.company_id}"
+        age = (now - m.fetched_at) / 86400
+        state = "-" if m.max_age is None else "STALE" if now - m.fetched_at > m.max_age else "fresh"
+        table.add_row(
+            name,
+            m.version,
+            m.source,
+            f"{datetime.fromtimestamp(m.fetched_at, UTC):%Y-%m-%d %H:%M}",
+            f"{age:.1f} d",
+            "-" if m.max_age is None else f"{m.max_age / 86400:g} d",
+            state,
+            f"{m.count:,}",
+        )
+    console.print(table)
 
 
 @wallet_app.command("grant")
@@ -170,7 +335,7 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _open_running(data_dir: Path | None) -> Ledger:
+def _open_running(data_dir: Path | None, *, sync_index: bool = True) -> Ledger:
     """Opens the ledger of a running `quota-ledger up` (its node and database)."""
     settings = _settings(None, data_dir)
     if settings.chain is ChainKind.MEMORY:
@@ -180,7 +345,13 @@ def _open_running(data_dir: Path | None) -> Ledger:
         url = f"http://127.0.0.1:{settings.anvil_port}"
         if not answers(url):
             raise ChainUnavailable(f"no node on {url}: start it with `make up`")
-    return Ledger.open(settings, rpc_url=url)
+    return Ledger.open(settings, rpc_url=url, sync_index=sync_index)
+
+
+def _open_lists(data_dir: Path | None) -> OppositionCache:
+    """The opposition lists need only the database and the data directory, not the node."""
+    settings = _settings(None, data_dir)
+    return OppositionCache.from_settings(settings, make_engine(settings.sqlalchemy_url))
 
 
 def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None:
@@ -206,7 +377,11 @@ def _serve(ledger: Ledger, host: str, port: int) -> None:
     from api.main import create_app
 
     logging.basicConfig(level=logging.INFO)
-    uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
+    follower = ledger.follow_index()  # checks read the index: keep it up with the chain
+    try:
+        uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
+    finally:
+        follower.stop()
 
 
 if __name__ == "__main__":

@@ -65,14 +65,7 @@ def parse_phone(raw: str, *, default_region: str) -> Contact:
     Raises:
         InvalidContact: the input is not a valid, dialable number.
     """
-    if not raw or len(raw) > _MAX_INPUT:
-        raise InvalidContact(raw, "empty or too long")
-    try:
-        number = phonenumbers.parse(raw, default_region.upper())
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidContact(raw, f"not a phone number ({exc.error_type})") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidContact(raw, "not a valid number for its region")
+    number = _parse_valid(raw, default_region)
     region = phonenumbers.region_code_for_number(number)
     zones = [z for z in timezone.time_zones_for_number(number) if z != "Etc/Unknown"]
     return Contact(
@@ -83,6 +76,32 @@ def parse_phone(raw: str, *, default_region: str) -> Contact:
         # Several zones (a US toll-free number, say): the number does not pin one.
         time_zone=zones[0] if len(zones) == 1 else None,
     )
+
+
+def e164_number(raw: str, *, default_region: str) -> int:
+    """The E.164 form of a phone number as an integer: ``"06 12 34 56 78"`` -> 33612345678.
+
+    The same parsing and validity as ``parse_phone``, without the time zone and number type
+    a single check needs: bulk work (opposition lists, scrubs) calls this millions of times.
+    E.164 has no leading zero and at most 15 digits, so the integer is exact and fits 64 bits.
+
+    Raises:
+        InvalidContact: the input is not a valid, dialable number.
+    """
+    number = _parse_valid(raw, default_region)
+    return int(f"{number.country_code}{phonenumbers.national_significant_number(number)}")
+
+
+def _parse_valid(raw: str, default_region: str) -> phonenumbers.PhoneNumber:
+    if not raw or len(raw) > _MAX_INPUT:
+        raise InvalidContact(raw, "empty or too long")
+    try:
+        number = phonenumbers.parse(raw, default_region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidContact(raw, f"not a phone number ({exc.error_type})") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidContact(raw, "not a valid number for its region")
+    return number
 
 
 def parse_email(raw: str) -> Contact:

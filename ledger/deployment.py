@@ -92,6 +92,14 @@ def ensure_deployed(
     return recovery
 
 
+def deployed_at(engine: Engine) -> int:
+    """The block the ledger contract was deployed in (0 when configured by address): where the
+    event index starts."""
+    with transaction(engine) as session:
+        row = session.get(DeploymentRow, 1)
+        return 0 if row is None else row.block_number
+
+
 def _deploy(chain: Chain, engine: Engine) -> None:
     address = chain.deploy()
     head = chain.head()

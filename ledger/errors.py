@@ -212,3 +212,77 @@ class DeploymentMismatch(Unavailable):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"ledger contract deployment does not match: {detail}", cause=detail)
+
+
+# ----- opposition lists -----
+
+
+class InvalidList(InvalidInput):
+    """An opposition-list import that cannot be applied as asked."""
+
+    code = "invalid_list"
+
+    def __init__(self, reason: str, **fields: Any) -> None:
+        super().__init__(f"opposition list refused: {reason}", reason=reason, **fields)
+
+
+class ListUnavailable(Unavailable):
+    """A list snapshot named in the database cannot be read: decisions needing it refuse."""
+
+    code = "opposition_list_unavailable"
+
+    def __init__(self, version: str, detail: str) -> None:
+        super().__init__(
+            f"opposition list {version} cannot be read: {detail}", version=version, cause=detail
+        )
+
+
+# ----- proof of control of a contact -----
+
+
+class TooManyRequests(LedgerError):
+    """The caller must wait before asking again (429)."""
+
+    code = "too_many_requests"
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+    def __init__(self, scope: str, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"at most {limit} link codes per hour per {scope}: retry in {retry_after} s",
+            scope=scope,
+            limit=limit,
+            retry_after=retry_after,
+        )
+
+
+class InvalidAddress(InvalidInput):
+    code = "invalid_address"
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"not an account address: {value[:64]!r}", value=value[:64])
+
+
+class LinkCodeRejected(Unauthorized):
+    code = "link_code_rejected"
+
+    def __init__(self, attempts_left: int) -> None:
+        super().__init__(f"wrong code: {attempts_left} attempts left", attempts_left=attempts_left)
+
+
+class NoLinkChallenge(Conflict):
+    """No code can be verified: none was sent, or it expired, or its attempts are used up."""
+
+    code = "link_challenge_missing"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no code to verify ({reason}): ask for a new one", reason=reason)
+
+
+class SenderUnavailable(Unavailable):
+    code = "sender_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the code could not be sent: {detail}", cause=detail)

@@ -143,6 +143,33 @@ def revoke_all(domain: Domain, *, consumer: str, nonce: int, deadline: int) -> d
     return typed_data(domain, "RevokeAll", message)
 
 
+def set_global_cap(
+    domain: Domain, *, consumer: str, max_contacts: int, period: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """Typed data for ``setGlobalCapBySig``; (0, 0) removes the cap."""
+    message = {
+        "consumer": to_checksum_address(consumer),
+        "maxContacts": max_contacts,
+        "period": period,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    return typed_data(domain, "SetGlobalCap", message)
+
+
+def unlink(
+    domain: Domain, *, consumer: str, commitment: bytes, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """Typed data for ``unlinkBySig``: the consumer removes the link of one contact."""
+    message = {
+        "consumer": to_checksum_address(consumer),
+        "commitment": "0x" + commitment.hex(),
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    return typed_data(domain, "Unlink", message)
+
+
 def sign(document: dict[str, Any], private_key: str | bytes) -> bytes:
     """Signs typed data as a wallet would (65 bytes, r || s || v)."""
     return bytes(Account.sign_typed_data(private_key, full_message=document).signature)

@@ -1,14 +1,17 @@
 """Relaying: consumers' signed messages and the operator's own writes, journaled.
 
-A signed message is verified off-chain (signature, deadline, version) and then simulated
-before it is sent, so a bad one gets a clear error and costs no gas. Every transaction the
-operator sends is journaled with its calldata and block: if the node later loses blocks (an
-unclean stop of a local node), the journal replays what the chain forgot.
+A signed message is verified off-chain (signature, deadline, version or nonce) and then
+simulated before it is sent, so a bad one gets a clear error and costs no gas. Every transaction
+the operator sends is journaled with its calldata and block: if the node later loses blocks (an
+unclean stop of a local node), the journal replays what the chain forgot. A relay returns only
+once ``on_mined`` has seen its block (the runtime makes the event index cover it), so a check
+made right after a relayed grant or revocation sees it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +25,7 @@ from web3.types import TxReceipt
 
 from ledger import messages
 from ledger.chain import Chain
-from ledger.errors import InvalidSignature, StaleVersion
+from ledger.errors import InvalidSignature, StaleNonce, StaleVersion
 from ledger.grants import GrantTerms
 from ledger.storage import transaction
 
@@ -49,16 +52,24 @@ class Relayer:
         >>> relayer.set_grant(consumer, terms, version=0, deadline=d, signature=sig)
     """
 
-    def __init__(self, chain: Chain, engine: Engine) -> None:
+    def __init__(
+        self, chain: Chain, engine: Engine, *, on_mined: Callable[[int], None] | None = None
+    ) -> None:
         self.chain = chain
         self.engine = engine
+        self.on_mined = on_mined
 
     def submit(self, method: str, *args: Any) -> TxReceipt:
-        """Simulates, sends and journals one contract call from the operator."""
+        """Simulates, sends and journals one contract call from the operator.
+
+        Returns once the transaction is mined, journaled and seen by ``on_mined``.
+        """
         contract = self.chain.contract
         receipt = self.chain.transact(getattr(contract.functions, method)(*args))
         calldata = bytes.fromhex(contract.encode_abi(method, args=list(args))[2:])
         journal(self.engine, method, calldata, receipt)
+        if self.on_mined is not None:
+            self.on_mined(int(receipt["blockNumber"]))
         return receipt
 
     # ----- operator writes -----
@@ -129,6 +140,76 @@ class Relayer:
             deadline,
             signature,
         )
+
+    def revoke_all(
+        self, consumer: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Relays a signed ``RevokeAll``: every grant of the consumer stops at once.
+
+        Raises:
+            InvalidSignature, ExpiredSignature, StaleNonce: the message is refused (no gas spent).
+        """
+        doc = messages.revoke_all(
+            self.chain.domain, consumer=consumer, nonce=nonce, deadline=deadline
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "revokeAllBySig", to_checksum_address(consumer), nonce, deadline, signature
+        )
+
+    def set_global_cap(
+        self,
+        consumer: str,
+        *,
+        max_contacts: int,
+        period: int,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxReceipt:
+        """Relays a signed ``SetGlobalCap`` ((0, 0) removes the cap; same refusals as above)."""
+        doc = messages.set_global_cap(
+            self.chain.domain,
+            consumer=consumer,
+            max_contacts=max_contacts,
+            period=period,
+            nonce=nonce,
+            deadline=deadline,
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "setGlobalCapBySig",
+            to_checksum_address(consumer),
+            max_contacts,
+            period,
+            nonce,
+            deadline,
+            signature,
+        )
+
+    def unlink(
+        self, consumer: str, *, commitment: bytes, nonce: int, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Relays a signed ``Unlink``: the consumer's grants stop reaching that contact."""
+        doc = messages.unlink(
+            self.chain.domain,
+            consumer=consumer,
+            commitment=commitment,
+            nonce=nonce,
+            deadline=deadline,
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "unlinkBySig", to_checksum_address(consumer), commitment, nonce, deadline, signature
+        )
+
+    def _check_nonce(self, consumer: str, nonce: int) -> None:
+        current = self.chain.nonce(consumer)
+        if current != nonce:
+            raise StaleNonce(to_checksum_address(consumer), current)
 
     def _check_version(self, consumer: str, company_id: int, channel: int, version: int) -> None:
         current = self.chain.grant_version(consumer, company_id, channel)

@@ -1,4 +1,5 @@
-"""Wiring: from settings to a ready ledger (database, chain, contract, relayer, checker)."""
+"""Wiring: from settings to a ready ledger (database, chain, contract, relayer, checker,
+opposition lists, contact linking)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from sqlalchemy.engine import Engine
 
 from ledger.chain import Chain
 from ledger.checks import Checker
-from ledger.deployment import Recovery, ensure_deployed
+from ledger.deployment import Recovery, deployed_at, ensure_deployed
+from ledger.indexed_state import IndexedState
+from ledger.indexer import Indexer, IndexFollower
+from ledger.linking import Linker
+from ledger.opposition import OppositionCache
 from ledger.relayer import Relayer
 from ledger.settings import ChainKind, Settings
 from ledger.storage import make_engine
@@ -29,14 +34,22 @@ class Ledger:
     relayer: Relayer
     checker: Checker
     recovery: Recovery
+    lists: OppositionCache
+    linker: Linker
+    indexer: Indexer
+    state: IndexedState  # what the checker reads: the event index, refused when it lags
 
     @classmethod
-    def open(cls, settings: Settings, *, rpc_url: str | None = None) -> Ledger:
+    def open(
+        cls, settings: Settings, *, rpc_url: str | None = None, sync_index: bool = True
+    ) -> Ledger:
         """Connects, deploys the contract on first use and replays what a lost chain forgot.
 
         Args:
             settings: the configuration.
             rpc_url: the node to use (a started local node); default ``settings.rpc_url``.
+            sync_index: bring the event index up to the chain head before returning (until
+                then checks refuse as stale).
         """
         engine = make_engine(settings.sqlalchemy_url)
         key = settings.operator_private_key
@@ -46,13 +59,60 @@ class Ledger:
             url = rpc_url or settings.rpc_url
             if url is None:
                 raise ValueError("no JSON-RPC URL: set QL_RPC_URL or use `quota-ledger up`")
-            chain = Chain.connect_http(url, operator_key=key, timeout=settings.rpc_timeout)
+            chain = Chain.connect(
+                url, operator_key=key, timeout=settings.rpc_timeout, attempts=settings.rpc_attempts
+            )
         recovery = ensure_deployed(chain, engine, configured_address=settings.contract_address)
-        relayer = Relayer(chain, engine)
+        indexer = Indexer(
+            chain,
+            engine,
+            start_block=deployed_at(engine),
+            confirmations=settings.index_confirmations,
+            reorg_depth=settings.index_reorg_depth,
+            max_chunk_blocks=settings.index_max_chunk_blocks,
+        )
+        if sync_index:
+            indexer.sync()
+        state = IndexedState(
+            chain=chain,
+            engine=engine,
+            confirmations=settings.index_confirmations,
+            max_lag_blocks=settings.index_max_lag_blocks,
+            max_lag_seconds=settings.index_max_lag_seconds,
+        )
+
+        def index_covers(block: int) -> None:
+            # Read-your-writes: a relay returns once checks can see its block.
+            indexer.wait_for(
+                block,
+                timeout=settings.index_max_lag_seconds,
+                poll_interval=settings.index_poll_interval,
+            )
+
+        relayer = Relayer(chain, engine, on_mined=index_covers)
+        lists = OppositionCache.from_settings(settings, engine)
         checker = Checker(
-            state=chain,
+            state=state,
             engine=engine,
             salt=settings.contact_salt_bytes,
             default_region=settings.default_region,
+            lists=lists,
         )
-        return cls(settings, engine, chain, relayer, checker, recovery)
+        return cls(
+            settings,
+            engine,
+            chain,
+            relayer,
+            checker,
+            recovery,
+            lists=lists,
+            linker=Linker.from_settings(settings, engine),
+            indexer=indexer,
+            state=state,
+        )
+
+    def follow_index(self) -> IndexFollower:
+        """A started background thread keeping the event index up with the chain (``stop`` it)."""
+        follower = IndexFollower(self.indexer, poll_interval=self.settings.index_poll_interval)
+        follower.start()
+        return follower

@@ -22,6 +22,13 @@ class ChainKind(StrEnum):
     RPC = "rpc"  # any EVM JSON-RPC endpoint given by ``rpc_url``
 
 
+class LinkSender(StrEnum):
+    """How one-time codes reach the contact being linked."""
+
+    OUTBOX = "outbox"  # a database table read with `quota-ledger outbox` (development)
+    WEBHOOK = "webhook"  # an HTTP POST, HMAC-signed, to an SMS / e-mail gateway
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -50,10 +57,42 @@ class Settings(BaseSettings):
     operator_key: SecretStr | None = None
     # Seconds a chain read may take before the node counts as unreachable.
     rpc_timeout: float = 5.0
+    # Attempts per JSON-RPC call on a transient error (connection refused, timeout, 429/5xx),
+    # with exponential backoff: a node that is really down is reported within about a second.
+    rpc_attempts: int = 3
+
+    # The event index. Blocks are indexed once `index_confirmations` blocks sit on top of them
+    # (0 on a local node, which never reorganises; more on a network that does).
+    index_confirmations: int = 0
+    # Recent block hashes kept to find the fork point of a reorg; a deeper reorg rebuilds.
+    index_reorg_depth: int = 64
+    # Seconds between polls of the node by the background indexer.
+    index_poll_interval: float = 0.25
+    # Largest eth_getLogs block range; the range adapts to the density of events below it.
+    index_max_chunk_blocks: int = 10_000
+    # Beyond either bound the index counts as stale and checks refuse with `ledger_stale`.
+    # Blocks are counted beyond the confirmation depth; seconds since the index last matched
+    # the chain head (an upper bound on how long a change on chain has gone unseen).
+    index_max_lag_blocks: int = 5
+    index_max_lag_seconds: float = 10.0
 
     database_url: str | None = None  # default: a SQLite file in data_dir
     contact_salt: SecretStr | None = None
     default_region: str = "FR"
+
+    # Opposition lists: seconds between re-reads of which snapshot is current (an import by
+    # another process is seen within this time; staleness is judged at every decision).
+    list_refresh_seconds: float = 5.0
+
+    # Proof of control of a contact: one-time codes.
+    link_code_ttl: int = 600  # seconds a code stays valid
+    link_max_attempts: int = 5  # wrong codes before the code is dead
+    link_starts_per_contact_hour: int = 3  # codes sent to one contact per rolling hour
+    link_starts_per_consumer_hour: int = 10  # codes asked by one consumer per rolling hour
+    link_sender: LinkSender = LinkSender.OUTBOX
+    link_webhook_url: str | None = None  # the SMS / e-mail gateway's endpoint
+    link_webhook_secret: SecretStr | None = None  # HMAC key of the webhook's signature
+    link_webhook_timeout: float = 10.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -68,6 +107,19 @@ class Settings(BaseSettings):
             raise ValueError("QL_CONTACT_SALT must be set to a real secret outside development")
         if self.chain is ChainKind.RPC and not self.rpc_url:
             raise ValueError("QL_RPC_URL is required with QL_CHAIN=rpc")
+        return self
+
+    @model_validator(mode="after")
+    def _link_sender_usable(self) -> Settings:
+        if self.link_sender is LinkSender.WEBHOOK and not (
+            self.link_webhook_url and self.link_webhook_secret
+        ):
+            raise ValueError("QL_LINK_SENDER=webhook needs QL_LINK_WEBHOOK_URL and _SECRET")
+        if self.link_sender is LinkSender.OUTBOX and self.environment is not (
+            Environment.DEVELOPMENT
+        ):
+            # The outbox keeps codes readable in the database: a development tool only.
+            raise ValueError("QL_LINK_SENDER=outbox is for development: configure a webhook")
         return self
 
     @property

@@ -37,7 +37,7 @@ class UsageEntryBase(SQLModel):
     consumer: str | None = None
     grant_version: int | None = None
     block_number: int | None = Field(default=None, sa_type=BigInteger)
-    list_version: str | None = None
+    list_version: str | None = None  # opposition-list snapshots read: national, then company
     decision: str
     reasons: str  # JSON list of reason codes
     outcome: str | None = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from eth_account import Account
@@ -11,6 +13,7 @@ from eth_account.signers.local import LocalAccount
 from ledger import messages, usage_log
 from ledger.errors import ChainUnavailable, InvalidContact
 from ledger.grants import Channel
+from ledger.opposition import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
 from ledger.storage import transaction
 from tests.helpers import PHONE, grant, link, sms_terms
@@ -118,7 +121,8 @@ def test_an_unreachable_node_is_a_refusal_not_an_allow(
     monkeypatch.setattr(ledger.chain, "head", down)
     result = check(ledger)
     assert not result.decision.allowed
-    assert result.decision.codes == ["ledger_unavailable"]
+    # The index cannot tell how far behind it is without the node: stale, so refused.
+    assert result.decision.codes == ["ledger_stale"]
     assert result.receipt is not None  # the refused attempt is still logged
 
 
@@ -132,3 +136,112 @@ def test_concurrent_check_and_record_allows_exactly_the_quota(
     with transaction(ledger.engine) as s:
         assert usage_log.size(s) == 50
         assert usage_log.verify_chain(s) is None
+
+
+# ----- opposition lists in the decision -----
+
+US_LISTED, US_FREE = "+1 202 456 1111", "+1 212 555 0100"
+
+
+def noon_in_new_york() -> int:
+    """Yesterday 12:00 in New York: inside the US calling hours, and in the past."""
+    local = datetime.now(ZoneInfo("America/New_York")) - timedelta(days=1)
+    return int(local.replace(hour=12, minute=0, second=0, microsecond=0).timestamp())
+
+
+def import_us_list(ledger: Ledger, fetched_at: int, *lines: str) -> str:
+    report = ledger.lists.import_lines(
+        lines or ("202,4561111",),
+        region="US",
+        fmt=ListFormat.DNC,
+        source="ftc-test",
+        fetched_at=fetched_at,
+    )
+    return report.snapshot.version
+
+
+def logged_list_version(ledger: Ledger, seq: int) -> str | None:
+    with transaction(ledger.engine) as s:
+        entry = s.get(usage_log.UsageEntry, seq)
+        assert entry is not None
+        return entry.list_version
+
+
+def test_an_opt_out_number_is_checked_against_the_list_and_the_version_logged(
+    ledger: Ledger, company: int
+) -> None:
+    noon = noon_in_new_york()
+    version = import_us_list(ledger, noon - 86400)
+    free = ledger.checker.check(
+        company_id=1, contact=US_FREE, channel=Channel.CALL, record=True, now=noon
+    )
+    listed = ledger.checker.check(
+        company_id=1, contact=US_LISTED, channel=Channel.CALL, record=True, now=noon
+    )
+    assert (free.decision.allowed, free.decision.codes) == (True, ["not_on_opposition_list"])
+    assert listed.decision.codes == ["contact_not_linked", "on_opposition_list"]
+    assert free.receipt is not None and listed.receipt is not None
+    assert logged_list_version(ledger, free.receipt.seq) == version
+    assert logged_list_version(ledger, listed.receipt.seq) == version
+    with transaction(ledger.engine) as s:
+        assert usage_log.verify_chain(s) is None
+
+
+def test_a_stale_list_refuses_its_region(ledger: Ledger, company: int) -> None:
+    noon = noon_in_new_york()
+    version = import_us_list(ledger, noon - 32 * 86400)
+    result = ledger.checker.check(
+        company_id=1, contact=US_FREE, channel=Channel.CALL, record=True, now=noon
+    )
+    assert result.decision.codes == ["contact_not_linked", "opposition_list_stale"]
+    assert result.receipt is not None
+    assert logged_list_version(ledger, result.receipt.seq) == version
+
+
+def test_a_signed_grant_overrides_the_national_list(
+    ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    noon = noon_in_new_york()
+    import_us_list(ledger, noon - 86400)
+    link(ledger, consumer.address, US_LISTED)
+    grant(ledger, consumer, sms_terms())
+    result = check(ledger, now=noon, contact=US_LISTED)
+    assert (result.decision.allowed, result.decision.codes) == (True, ["grant_allows"])
+    assert result.receipt is not None
+    assert logged_list_version(ledger, result.receipt.seq) is None  # the list was not read
+
+
+def test_the_companys_own_do_not_call_list_overrides_a_grant(
+    ledger: Ledger, company: int, consumer: LocalAccount, linked: str
+) -> None:
+    grant(ledger, consumer, sms_terms())
+    report = ledger.lists.import_lines(
+        [linked], region="FR", fmt=ListFormat.LINES, source="crm", fetched_at=1, company_id=1
+    )
+    result = check(ledger)
+    assert (result.decision.allowed, result.decision.codes) == (False, ["company_do_not_call"])
+    assert result.receipt is not None
+    assert logged_list_version(ledger, result.receipt.seq) == report.snapshot.version
+    ledger.lists.import_lines(
+        [linked],
+        region="FR",
+        fmt=ListFormat.LINES,
+        source="crm: consented again",
+        fetched_at=2,
+        company_id=1,
+        mode=ImportMode.REMOVE,
+    )
+    assert check(ledger).decision.allowed
+
+
+def test_an_unreadable_list_is_a_refusal(ledger: Ledger, company: int) -> None:
+    noon = noon_in_new_york()
+    version = import_us_list(ledger, noon - 86400)
+    (ledger.settings.data_dir / "lists" / f"{version}.npy").unlink()
+    # As in a process that has not mapped the file yet.
+    ledger.checker.lists = OppositionCache.from_settings(ledger.settings, ledger.engine)
+    result = ledger.checker.check(
+        company_id=1, contact=US_FREE, channel=Channel.CALL, record=True, now=noon
+    )
+    assert result.decision.codes == ["opposition_list_unavailable"]
+    assert result.receipt is not None

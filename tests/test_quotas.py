@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, CompanyStatus, GrantRecord
-from ledger.quotas import Snapshot, decide, window_state
+from ledger.quotas import OppositionStatus, Snapshot, decide, window_state
 from ledger.state import CompanyRecord, ConsumerRecord
 
 # Wednesday 2026-09-02 12:00 Paris time (10:00 UTC).
@@ -51,6 +51,37 @@ def snap(**kw: object) -> Snapshot:
 
 HOURS_10_TO_13 = sum(1 << h for h in range(10, 13))
 WEEKDAYS = 0b0011111
+NOON_NEW_YORK = NOON_PARIS + 6 * 3600  # 16:00 UTC
+DAY = 86400
+# Saturday 2026-07-04 / Friday 2026-07-03, 12:00 Paris: FR was opt-out then (Bloctel).
+SATURDAY_PARIS_2026 = NOON_PARIS - 60 * DAY
+FRIDAY_PARIS_2026 = SATURDAY_PARIS_2026 - DAY
+
+
+def listed(
+    listed: bool = False, *, age: int = DAY, max_age: int = 31 * DAY, company: bool | None = None
+) -> OppositionStatus:
+    """A loaded national list fetched ``age`` seconds before NOON_PARIS (and a company list)."""
+    return OppositionStatus(
+        version="US-1",
+        listed=listed,
+        fetched_at=NOON_PARIS - age,
+        max_age=max_age,
+        company_version=None if company is None else "C1-1",
+        company_listed=bool(company),
+    )
+
+
+def us(**kw: object) -> Snapshot:
+    """An unlinked US number at noon in New York."""
+    base = {
+        "consumer": None,
+        "grant": None,
+        "region": "US",
+        "time_zone": "America/New_York",
+        "now": NOON_NEW_YORK,
+    }
+    return snap(**{**base, **kw})
 
 
 @pytest.mark.parametrize(
@@ -138,12 +169,151 @@ WEEKDAYS = 0b0011111
             False,
             ["no_grant", "consent_required"],
         ),
+        # ----- opposition lists (opt-out regimes) -----
+        (
+            "US, fresh list, not listed, inside statutory hours",
+            us(opposition=listed()),
+            True,
+            ["not_on_opposition_list"],
+        ),
+        (
+            "US, on the national list",
+            us(opposition=listed(True)),
+            False,
+            ["contact_not_linked", "on_opposition_list"],
+        ),
+        (
+            "US, linked but no grant, on the list",
+            us(consumer="0x" + "22" * 20, opposition=listed(True)),
+            False,
+            ["no_grant", "on_opposition_list"],
+        ),
+        (
+            "US, list older than its 31 days",
+            us(opposition=listed(age=32 * DAY)),
+            False,
+            ["contact_not_linked", "opposition_list_stale"],
+        ),
+        (
+            "US, stale and listed: staleness is named first",
+            us(opposition=listed(True, age=32 * DAY)),
+            False,
+            ["contact_not_linked", "opposition_list_stale"],
+        ),
+        (
+            "US, list exactly at its maximum age is still usable",
+            us(opposition=listed(age=31 * DAY - 6 * 3600)),
+            True,
+            ["not_on_opposition_list"],
+        ),
+        (
+            "US, 06:00 local is outside 8:00-21:00",
+            us(opposition=listed(), now=NOON_PARIS),
+            False,
+            ["contact_not_linked", "outside_statutory_hours"],
+        ),
+        (
+            "US, zone unknown under statutory hours",
+            us(opposition=listed(), time_zone=None),
+            False,
+            ["contact_not_linked", "time_zone_unknown"],
+        ),
+        (
+            "GB, fresh TPS, not listed: no statutory hours",
+            us(region="GB", time_zone="Europe/London", opposition=listed(max_age=28 * DAY)),
+            True,
+            ["not_on_opposition_list"],
+        ),
+        (
+            "GB, TPS older than 28 days",
+            us(region="GB", opposition=listed(age=29 * DAY, max_age=28 * DAY)),
+            False,
+            ["contact_not_linked", "opposition_list_stale"],
+        ),
+        (
+            "FR before 2026-08-11, Bloctel fresh, a Friday noon",
+            snap(
+                grant=None,
+                now=FRIDAY_PARIS_2026,
+                opposition=replace(listed(), fetched_at=FRIDAY_PARIS_2026 - DAY),
+            ),
+            True,
+            ["not_on_opposition_list"],
+        ),
+        (
+            "FR before 2026-08-11, a Saturday is excluded",
+            snap(
+                grant=None,
+                now=SATURDAY_PARIS_2026,
+                opposition=replace(listed(), fetched_at=SATURDAY_PARIS_2026 - DAY),
+            ),
+            False,
+            ["no_grant", "outside_statutory_days"],
+        ),
+        (
+            "FR since 2026-08-11: a fresh list does not replace consent",
+            snap(grant=None, opposition=listed()),
+            False,
+            ["no_grant", "consent_required"],
+        ),
+        # ----- a signed grant and the lists -----
+        (
+            "a signed grant overrides the national list",
+            snap(region="US", opposition=listed(True)),
+            True,
+            ["grant_allows"],
+        ),
+        (
+            "a signed grant does not need a fresh list",
+            snap(region="US", opposition=listed(age=90 * DAY)),
+            True,
+            ["grant_allows"],
+        ),
+        (
+            "the company's own do-not-call list overrides a grant",
+            snap(opposition=listed(company=True)),
+            False,
+            ["company_do_not_call"],
+        ),
+        (
+            "the company's own list refuses without a grant too",
+            us(opposition=listed(company=True)),
+            False,
+            ["company_do_not_call"],
+        ),
+        (
+            "a suspended company is named before its own list",
+            snap(
+                company=replace(ACTIVE, status=CompanyStatus.SUSPENDED),
+                opposition=listed(company=True),
+            ),
+            False,
+            ["company_suspended"],
+        ),
     ],
 )
 def test_decision_rules(case: str, snapshot: Snapshot, allowed: bool, codes: list[str]) -> None:
     decision = decide(snapshot)
     assert (decision.allowed, decision.codes) == (allowed, codes), case
     assert decision.block_number == 7
+
+
+@pytest.mark.parametrize(
+    ("case", "snapshot", "versions"),
+    [
+        ("no list consulted", snap(), ()),
+        ("no list loaded", us(), ()),
+        ("national list read", us(opposition=listed()), ("US-1",)),
+        ("national and company lists read", us(opposition=listed(company=False)), ("US-1", "C1-1")),
+        ("a grant reads only the company list", snap(opposition=listed(company=False)), ("C1-1",)),
+        ("company list refusal", snap(opposition=listed(company=True)), ("C1-1",)),
+        ("stale list is named", us(opposition=listed(age=40 * DAY)), ("US-1",)),
+    ],
+)
+def test_each_decision_names_the_list_versions_it_read(
+    case: str, snapshot: Snapshot, versions: tuple[str, ...]
+) -> None:
+    assert decide(snapshot).list_versions == versions, case
 
 
 def test_quota_reason_names_the_quota_and_when_it_frees() -> None:

@@ -7,7 +7,6 @@ from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
 from api.schemas import DomainOut, HealthOut, LedgerOut
-from ledger.errors import LedgerError
 from ledger.messages import DOMAIN_NAME, DOMAIN_VERSION
 
 router = APIRouter(tags=["operator"])
@@ -24,19 +23,28 @@ def ledger_info(ledger: LedgerDep) -> LedgerOut:
     )
 
 
-@router.get("/v1/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
-def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
-    """Report whether the node answers and which contract this API serves."""
-    try:
-        head = ledger.chain.head()
-    except LedgerError as exc:
-        body = HealthOut(
-            status="degraded", chain_id=None, contract=None, head_block=None, detail=exc.message
-        )
-        return JSONResponse(body.model_dump(), status_code=503)
-    return HealthOut(
-        status="ok",
+class IndexHealthOut(HealthOut):
+    """Health with the event index's lag (checks refuse as `ledger_stale` when it is stale)."""
+
+    index_block: int | None = None
+    lag_blocks: int | None = None
+    lag_seconds: float | None = None
+
+
+@router.get("/v1/health", response_model=IndexHealthOut, responses={503: {"model": IndexHealthOut}})
+def health(ledger: LedgerDep) -> IndexHealthOut | JSONResponse:
+    """Report whether the node answers, how far the index lags it, and the contract served."""
+    lag = ledger.state.lag()
+    body = IndexHealthOut(
+        status="degraded" if lag.stale else "ok",
         chain_id=ledger.chain.chain_id,
         contract=ledger.chain.address,
-        head_block=head.number,
+        head_block=lag.head_block,
+        detail=lag.detail or None,
+        index_block=lag.index_block,
+        lag_blocks=lag.lag_blocks,
+        lag_seconds=round(lag.lag_seconds, 3),
     )
+    if lag.stale:
+        return JSONResponse(body.model_dump(), status_code=503)
+    return body
