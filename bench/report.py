@@ -37,7 +37,9 @@ def record(*figures: Figure) -> None:
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"figures": {}}
     for f in figures:
         data["figures"][f.name] = {**asdict(f), "met": f.met}
-        goal = "" if f.goal is None else f" (goal {'>=' if f.higher_is_better else '<='} {f.goal:g})"
+        goal = (
+            "" if f.goal is None else f" (goal {'>=' if f.higher_is_better else '<='} {f.goal:g})"
+        )
         base = "" if f.baseline is None else f" baseline {f.baseline:g}"
         verdict = {True: "met", False: "MISSED", None: ""}[f.met]
         print(f"{f.name:<50} {f.value:>14,.2f} {f.unit}{goal}{base} {verdict}")

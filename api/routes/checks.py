@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import LedgerDep
+from api.deps import CompanyDep, LedgerDep
 from api.schemas import CheckRequest, CheckResponse, ContactOut, ReasonOut, ReceiptOut
 from ledger.grants import Channel
 
@@ -12,10 +12,11 @@ router = APIRouter(prefix="/v1/checks", tags=["company"])
 
 
 @router.post("", response_model=CheckResponse)
-def check(body: CheckRequest, ledger: LedgerDep) -> CheckResponse:
-    """Decide whether a company may contact a number or address now; optionally record it."""
+def check(body: CheckRequest, ledger: LedgerDep, company: CompanyDep) -> CheckResponse:
+    """Decide whether the calling company may contact a number or address now; record it too."""
+    assert company.company_id is not None
     result = ledger.checker.check(
-        company_id=body.company_id,
+        company_id=company.company_id,
         contact=body.contact,
         channel=Channel.parse(body.channel),
         record=body.record,
