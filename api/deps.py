@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import RateLimited
+from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from ledger import apikeys, sessions
 from ledger.apikeys import Principal, Role
@@ -26,6 +27,14 @@ def get_ledger(request: Request) -> Ledger:
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 _api_key = HTTPBearer(
     scheme_name="apiKey", description="API key: `Bearer qlk_...`", auto_error=False

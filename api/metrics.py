@@ -1,4 +1,4 @@
-"""Prometheus metrics at ``/metrics``: requests, decisions, chain head."""
+"""Prometheus metrics at ``/metrics``: requests and decisions."""
 
 from __future__ import annotations
 

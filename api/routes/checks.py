@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CompanyDep, LedgerDep
+from api.deps import CompanyDep, LedgerDep, MetricsDep
 from api.schemas import CheckRequest, CheckResponse, ContactOut, ReasonOut, ReceiptOut
 from ledger.grants import Channel
 
@@ -12,7 +12,9 @@ router = APIRouter(prefix="/v1/checks", tags=["company"])
 
 
 @router.post("", response_model=CheckResponse)
-def check(body: CheckRequest, ledger: LedgerDep, company: CompanyDep) -> CheckResponse:
+def check(
+    body: CheckRequest, ledger: LedgerDep, company: CompanyDep, metrics: MetricsDep
+) -> CheckResponse:
     """Decide whether the calling company may contact a number or address now; record it too."""
     assert company.company_id is not None
     result = ledger.checker.check(
@@ -22,6 +24,7 @@ def check(body: CheckRequest, ledger: LedgerDep, company: CompanyDep) -> CheckRe
         record=body.record,
     )
     d = result.decision
+    metrics.decisions.labels(str(d.allowed).lower(), d.reasons[0].code).inc()
     return CheckResponse(
         allowed=d.allowed,
         reasons=[ReasonOut(code=r.code, message=r.message) for r in d.reasons],
