@@ -241,3 +241,26 @@ class ContactedOut(BaseModel):
     channel: ChannelName
     grant_version: int | None
     seq: int
+
+
+BATCH_MAX = 10_000
+
+
+class BatchItemIn(BaseModel):
+    contact: str = Field(min_length=1, max_length=254)
+    channel: ChannelName
+
+
+class BatchRequest(BaseModel):
+    items: list[BatchItemIn] = Field(min_length=1, max_length=BATCH_MAX)
+    record: bool = False
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    result: CheckResponse | None = None
+    error: str | None = Field(default=None, description="problem type suffix, e.g. invalid_contact")
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItemOut]

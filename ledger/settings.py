@@ -65,7 +65,6 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 1200  # requests per API key or consumer token
     max_body_bytes: int = 2 * 1024 * 1024  # JSON requests
     max_upload_bytes: int = 200 * 1024 * 1024  # CSV scrub and list uploads
-    batch_max: int = 10_000  # contacts in one batch check
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Settings:

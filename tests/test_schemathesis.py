@@ -42,9 +42,8 @@ LEDGER.relayer.register_company(1, "Acme SMS", LEDGER.chain.operator.address)
 
 
 def _key(role: Role, company_id: int | None = None) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {apikeys.create_key(LEDGER.engine, role=role, company_id=company_id)[0]}"
-    }
+    token, _ = apikeys.create_key(LEDGER.engine, role=role, company_id=company_id)
+    return {"Authorization": f"Bearer {token}"}
 
 
 AUTH = {
