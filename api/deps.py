@@ -1,11 +1,23 @@
-"""FastAPI dependencies, as ``Annotated`` aliases."""
+"""FastAPI dependencies, as ``Annotated`` aliases: the ledger, and who is calling.
+
+Companies, regulators and operators present an API key (``Authorization: Bearer qlk_...``);
+consumers present the short-lived token of a wallet sign-in (``Bearer qls1...``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.errors import RateLimited
+from api.metrics import Metrics
+from api.ratelimit import RateLimiter
+from ledger import apikeys, sessions
+from ledger.apikeys import Principal, Role
+from ledger.errors import Forbidden
 from ledger.runtime import Ledger
 
 
@@ -15,3 +27,73 @@ def get_ledger(request: Request) -> Ledger:
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+_api_key = HTTPBearer(
+    scheme_name="apiKey", description="API key: `Bearer qlk_...`", auto_error=False
+)
+_consumer_token = HTTPBearer(
+    scheme_name="consumerToken",
+    description="wallet sign-in token: `Bearer qls1...`",
+    auto_error=False,
+)
+ApiKeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_key)]
+ConsumerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_consumer_token)]
+
+
+class WrongRole(Forbidden):
+    code = "wrong_role"
+
+    def __init__(self, role: str, needed: tuple[Role, ...]) -> None:
+        names = " or ".join(r.value for r in needed)
+        super().__init__(f"this operation needs a {names} key, not a {role} key", role=role)
+
+
+def _limit(request: Request, key: str) -> None:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.hit(key)
+    if wait is not None:
+        raise RateLimited(wait)
+
+
+def _principal(
+    request: Request, ledger: Ledger, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    if credentials is None:
+        raise apikeys.InvalidApiKey()
+    principal = apikeys.authenticate(ledger.engine, credentials.credentials)
+    _limit(request, f"key:{principal.key_id}")
+    return principal
+
+
+def _role(*roles: Role) -> Callable[..., Principal]:
+    def dependency(
+        request: Request, ledger: LedgerDep, credentials: ApiKeyCredentials
+    ) -> Principal:
+        principal = _principal(request, ledger, credentials)
+        if principal.role not in roles:
+            raise WrongRole(principal.role.value, roles)
+        return principal
+
+    return dependency
+
+
+def _consumer(request: Request, ledger: LedgerDep, credentials: ConsumerCredentials) -> str:
+    if credentials is None:
+        raise sessions.InvalidToken("missing")
+    address = sessions.verify_token(credentials.credentials, ledger.settings.session_secret_bytes)
+    _limit(request, f"consumer:{address}")
+    return address
+
+
+CompanyDep = Annotated[Principal, Depends(_role(Role.COMPANY))]
+RegulatorDep = Annotated[Principal, Depends(_role(Role.REGULATOR))]
+OperatorDep = Annotated[Principal, Depends(_role(Role.OPERATOR))]
+ConsumerDep = Annotated[str, Depends(_consumer)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,15 +32,24 @@ _STATUS: list[tuple[type[errors.LedgerError], int]] = [
 _RESERVED = {"type", "title", "status", "detail", "instance"}
 
 
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
         "type": PROBLEM_BASE + code,
         "title": title,
         "status": status,
         "detail": detail,
         **extra,
     }
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = problem_body(status, code, title, detail, **extra)
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def problem_bytes(status: int, code: str, title: str, detail: str) -> bytes:
+    """A problem document for places below FastAPI (ASGI middleware)."""
+    return json.dumps(problem_body(status, code, title, detail)).encode()
 
 
 def status_of(exc: errors.LedgerError) -> int:
@@ -46,6 +57,22 @@ def status_of(exc: errors.LedgerError) -> int:
         if isinstance(exc, category):
             return status
     return 500
+
+
+class RateLimited(Exception):
+    """The caller spent its request budget; ``retry_after`` seconds until the next request."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    wait = max(1, math.ceil(exc.retry_after))
+    response = problem(429, "rate_limited", "Too many requests", f"budget spent; retry in {wait} s")
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
@@ -88,6 +115,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.LedgerError, _ledger_error)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

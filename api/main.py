@@ -4,22 +4,36 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import errors
-from api.routes import checks, grants, health
+from api import errors, metrics
+from api.limits import BodyLimit
+from api.ratelimit import RateLimiter
+from api.routes import auth, checks, companies, grants, health, usage
 from ledger.runtime import Ledger
+
+UPLOAD_PATHS = ("/v1/scrub", "/v1/lists")
 
 
 def create_app(ledger: Ledger) -> FastAPI:
     """Builds the API around an opened ledger."""
+    settings = ledger.settings
     app = FastAPI(
         title="quota-ledger",
         version="0.1.0",
         description="Consent-based contact quotas: companies ask before every contact; "
-        "consumers hold the keys.",
+        "consumers hold the keys. Errors are RFC 9457 problem documents.",
     )
     app.state.ledger = ledger
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.metrics = metrics.Metrics()
     errors.install(app)
-    app.include_router(checks.router)
-    app.include_router(grants.router)
-    app.include_router(health.router)
+    for module in (checks, grants, auth, companies, usage, health):
+        app.include_router(module.router)
+    app.add_api_route("/metrics", metrics.endpoint, include_in_schema=False)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     return app

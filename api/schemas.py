@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,13 +20,10 @@ UINT32 = (1 << 32) - 1
 class CheckRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"company_id": 1, "contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}
-            ]
+            "examples": [{"contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}]
         }
     )
 
-    company_id: int = Field(gt=0, lt=1 << 63)
     contact: str = Field(min_length=1, max_length=254, description="phone number or e-mail address")
     channel: ChannelName
     record: bool = Field(default=False, description="also record the contact in the usage log")
@@ -117,6 +115,13 @@ class TxOut(BaseModel):
     tx_hash: str
     block_number: int
 
+    @classmethod
+    def of(cls, receipt: Mapping[str, Any]) -> TxOut:
+        return cls(
+            tx_hash="0x" + bytes(receipt["transactionHash"]).hex(),
+            block_number=int(receipt["blockNumber"]),
+        )
+
 
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
@@ -149,3 +154,113 @@ class GrantOut(BaseModel):
     valid_until: int
     hours_mask: int
     days_mask: int
+
+
+class NonceOut(BaseModel):
+    nonce: str
+    domain: str = Field(description="EIP-4361 domain to put in the message")
+    uri: str
+    chain_id: int
+
+
+class SignInIn(BaseModel):
+    message: str = Field(
+        min_length=1, max_length=4096, description="the EIP-4361 message, as signed"
+    )
+    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65}$")
+
+
+class TokenOut(BaseModel):
+    token: str
+    consumer: str
+    expires_at: int
+
+
+class CompanyIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"company_id": 1, "name": "Acme SMS", "admin": "0x" + "ab" * 20}]
+        }
+    )
+
+    company_id: int = Field(gt=0, lt=1 << 63)
+    name: str = Field(min_length=1, max_length=200)
+    admin: str = Address
+
+
+class CompanyOut(BaseModel):
+    company_id: int
+    tx_hash: str
+    block_number: int
+    key_id: str
+    api_key: str = Field(description="shown once; store it now")
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    api_key: str = Field(description="shown once; store it now")
+
+
+class KeyInfo(BaseModel):
+    key_id: str
+    role: str
+    company_id: int | None
+    revoked: bool
+
+
+class EntryOut(BaseModel):
+    seq: int
+    at: int
+    company_id: int
+    channel: ChannelName
+    consumer: str | None
+    decision: str
+    reasons: list[str]
+    outcome: str | None
+    refers_to: int | None
+    grant_version: int | None
+    block_number: int | None
+    list_version: str | None
+    prev_hash: str
+    entry_hash: str
+
+
+class EntryPage(BaseModel):
+    entries: list[EntryOut]
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page")
+
+
+class OutcomeIn(BaseModel):
+    seq: int = Field(gt=0, lt=1 << 63, description="receipt sequence number of the contact")
+    outcome: Literal["answered", "no_answer", "refused_by_consumer"]
+
+
+class ContactedOut(BaseModel):
+    at: int
+    company_id: int
+    channel: ChannelName
+    grant_version: int | None
+    seq: int
+
+
+BATCH_MAX = 10_000
+
+
+class BatchItemIn(BaseModel):
+    contact: str = Field(min_length=1, max_length=254)
+    channel: ChannelName
+
+
+class BatchRequest(BaseModel):
+    items: list[BatchItemIn] = Field(min_length=1, max_length=BATCH_MAX)
+    record: bool = False
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    result: CheckResponse | None = None
+    error: str | None = Field(default=None, description="problem type suffix, e.g. invalid_contact")
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItemOut]

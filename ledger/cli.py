@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ledger import contacts, linking, wallet
+from ledger import apikeys, companies, contacts, linking, wallet
+from ledger.apikeys import Role
 from ledger.errors import ChainUnavailable, LedgerError
 from ledger.node import DEMO_ACCOUNTS, AnvilNode, answers
 from ledger.opposition import ImportMode, ListFormat, OppositionCache
@@ -37,6 +38,8 @@ lists_app = typer.Typer(
 app.add_typer(company_app, name="company")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(lists_app, name="lists")
+keys_app = typer.Typer(help="API keys (operator, on the server).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 ChainOpt = Annotated[ChainKind | None, typer.Option(help="anvil (default), memory or rpc")]
@@ -137,12 +140,18 @@ def company_register(
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Register a company on chain."""
+    """Register a company on chain and print its API key (shown once)."""
     ledger = _open_running(data_dir)
-    receipt = ledger.relayer.register_company(
-        company_id, name, admin or ledger.chain.operator.address
+    done = companies.register(
+        ledger.relayer,
+        ledger.engine,
+        company_id=company_id,
+        name=name,
+        admin=admin or ledger.chain.operator.address,
     )
-    console.print(f"company {company_id} ({name}) registered in block {receipt['blockNumber']}")
+    console.print(f"company {company_id} ({name}) registered in block {done.block_number}")
+    console.print("API key (shown once, store it now):")
+    print(done.api_key)
 
 
 @company_app.command("suspend")
@@ -157,6 +166,30 @@ def company_reinstate(company_id: int, data_dir: DataDirOpt = None) -> None:
     """Reinstate a suspended company."""
     receipt = _open_running(data_dir).relayer.reinstate_company(company_id)
     console.print(f"company {company_id} reinstated in block {receipt['blockNumber']}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="company, regulator or operator")],
+    company: Annotated[int | None, typer.Option(help="company id (company keys)")] = None,
+    label: Annotated[str, typer.Option(help="a note to recognise the key by")] = "",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an API key and print it (shown once)."""
+    settings = _settings(None, data_dir)
+    token, record = apikeys.create_key(
+        make_engine(settings.sqlalchemy_url), role=role, company_id=company, label=label
+    )
+    console.print(f"{role.value} key {record.id} created (shown once, store it now):")
+    print(token)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDirOpt = None) -> None:
+    """Revoke an API key."""
+    settings = _settings(None, data_dir)
+    apikeys.revoke_key(make_engine(settings.sqlalchemy_url), key_id)
+    console.print(f"key {key_id} revoked")
 
 
 @app.command()

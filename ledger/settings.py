@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # on a development chain, which is why a non-development environment refuses it.
 DEV_OPERATOR_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEV_CONTACT_SALT = "development-contact-salt-not-secret"
+DEV_SESSION_SECRET = "development-session-secret-not-secret"
 
 
 class ChainKind(StrEnum):
@@ -96,6 +97,13 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # EIP-4361 domain consumers sign in to; default: the API's host:port.
+    sign_in_domain: str | None = None
+    session_secret: SecretStr | None = None
+    session_ttl: int = 900  # seconds a consumer token lives
+    rate_limit_per_minute: int = 1200  # requests per API key or consumer token
+    max_body_bytes: int = 2 * 1024 * 1024  # JSON requests
+    max_upload_bytes: int = 200 * 1024 * 1024  # CSV scrub and list uploads
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Settings:
@@ -105,6 +113,11 @@ class Settings(BaseSettings):
             raise ValueError("QL_OPERATOR_KEY must be set to a real key outside development")
         if self.contact_salt is None or self.contact_salt.get_secret_value() == DEV_CONTACT_SALT:
             raise ValueError("QL_CONTACT_SALT must be set to a real secret outside development")
+        if (
+            self.session_secret is None
+            or self.session_secret.get_secret_value() == DEV_SESSION_SECRET
+        ):
+            raise ValueError("QL_SESSION_SECRET must be set to a real secret outside development")
         if self.chain is ChainKind.RPC and not self.rpc_url:
             raise ValueError("QL_RPC_URL is required with QL_CHAIN=rpc")
         return self
@@ -132,6 +145,17 @@ class Settings(BaseSettings):
     @property
     def operator_private_key(self) -> str:
         return self.operator_key.get_secret_value() if self.operator_key else DEV_OPERATOR_KEY
+
+    @property
+    def session_secret_bytes(self) -> bytes:
+        secret = (
+            self.session_secret.get_secret_value() if self.session_secret else DEV_SESSION_SECRET
+        )
+        return secret.encode()
+
+    @property
+    def sign_in_authority(self) -> str:
+        return self.sign_in_domain or f"{self.api_host}:{self.api_port}"
 
     @property
     def contact_salt_bytes(self) -> bytes:

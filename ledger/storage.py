@@ -38,7 +38,17 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     # Import the table modules so their classes are registered before create_all.
-    from ledger import deployment, index_tables, linking, opposition, relayer, usage_log  # noqa: F401
+    from ledger import (  # noqa: F401
+        apikeys,
+        deployment,
+        idempotency,
+        index_tables,
+        linking,
+        opposition,
+        relayer,
+        sessions,
+        usage_log,
+    )
 
     SQLModel.metadata.create_all(engine)
     usage_log.install_append_only_guard(engine)

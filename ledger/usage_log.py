@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from ledger.errors import Conflict, NotFound
 
 GENESIS_HASH = "00" * 32
 TABLE = "usage_entry"
@@ -25,6 +28,13 @@ _PG_LOCK_KEY = 0x71756F7461  # "quota": the advisory lock of the usage log
 class Decision:
     ALLOWED = "allowed"
     REFUSED = "refused"
+    OUTCOME = "outcome"  # not a decision: the reported outcome of the entry ``refers_to``
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    REFUSED_BY_CONSUMER = "refused_by_consumer"
 
 
 class UsageEntryBase(SQLModel):
@@ -41,6 +51,7 @@ class UsageEntryBase(SQLModel):
     decision: str
     reasons: str  # JSON list of reason codes
     outcome: str | None = None
+    refers_to: int | None = Field(default=None, sa_type=BigInteger)  # seq of the contact entry
 
 
 class UsageEntry(UsageEntryBase, table=True):
@@ -126,6 +137,80 @@ def allowed_times(
     if channel is not None:
         query = query.where(UsageEntry.channel == channel)
     return list(session.exec(query.order_by(col(UsageEntry.at))).all())
+
+
+def entry(session: Session, seq: int) -> UsageEntry | None:
+    return session.get(UsageEntry, seq)
+
+
+def entries(
+    session: Session,
+    *,
+    company_id: int | None = None,
+    consumer: str | None = None,
+    channel: int | None = None,
+    decision: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    after_seq: int = 0,
+    limit: int = 100,
+) -> list[UsageEntry]:
+    """Entries in ``seq`` order after ``after_seq`` (keyset pagination), filtered."""
+    query = select(UsageEntry).where(UsageEntry.seq > after_seq)
+    if decision is not None:
+        query = query.where(UsageEntry.decision == decision)
+    if company_id is not None:
+        query = query.where(UsageEntry.company_id == company_id)
+    if consumer is not None:
+        query = query.where(UsageEntry.consumer == consumer)
+    if channel is not None:
+        query = query.where(UsageEntry.channel == channel)
+    if since is not None:
+        query = query.where(UsageEntry.at >= since)
+    if until is not None:
+        query = query.where(UsageEntry.at < until)
+    return list(session.exec(query.order_by(col(UsageEntry.seq)).limit(limit)).all())
+
+
+def record_outcome(
+    session: Session, *, company_id: int, seq: int, outcome: Outcome, at: int
+) -> Receipt:
+    """Appends the outcome of a recorded contact (the log is never edited, so it is a new entry).
+
+    Raises:
+        NotFound: no contact entry ``seq`` of this company.
+        Conflict: the entry is not an allowed contact, or already has an outcome.
+    """
+    lock(session)
+    contact = session.get(UsageEntry, seq)
+    if contact is None or contact.company_id != company_id:
+        raise NotFound(f"no recorded contact {seq} of this company", seq=seq)
+    if contact.decision != Decision.ALLOWED:
+        raise Conflict(f"entry {seq} is not an allowed contact", seq=seq)
+    existing = session.exec(
+        select(UsageEntry.seq).where(
+            UsageEntry.refers_to == seq, UsageEntry.decision == Decision.OUTCOME
+        )
+    ).first()
+    if existing is not None:
+        raise Conflict(f"entry {seq} already has an outcome (entry {existing})", seq=seq)
+    return append(
+        session,
+        UsageEntryBase(
+            at=at,
+            company_id=company_id,
+            contact=contact.contact,
+            channel=contact.channel,
+            consumer=contact.consumer,
+            grant_version=contact.grant_version,
+            block_number=contact.block_number,
+            list_version=contact.list_version,
+            decision=Decision.OUTCOME,
+            reasons="[]",
+            outcome=outcome.value,
+            refers_to=seq,
+        ),
+    )
 
 
 def size(session: Session) -> int:

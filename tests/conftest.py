@@ -11,6 +11,8 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from ledger import apikeys
+from ledger.apikeys import Role
 from ledger.runtime import Ledger
 from ledger.settings import Settings
 from tests.helpers import PHONE, link
@@ -55,3 +57,16 @@ def linked(ledger: Ledger, consumer: LocalAccount) -> str:
 def client(ledger: Ledger) -> Iterator[TestClient]:
     with TestClient(create_app(ledger)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def company_auth(ledger: Ledger, company: int) -> dict[str, str]:
+    """Authorization header of company 1's API key."""
+    token, _ = apikeys.create_key(ledger.engine, role=Role.COMPANY, company_id=company)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def regulator_auth(ledger: Ledger) -> dict[str, str]:
+    token, _ = apikeys.create_key(ledger.engine, role=Role.REGULATOR)
+    return {"Authorization": f"Bearer {token}"}

@@ -15,7 +15,7 @@ from ledger.storage import transaction
 from ledger.usage_log import size
 from tests.helpers import PHONE
 
-CHECK = {"company_id": 1, "contact": PHONE, "channel": "sms", "record": True}
+CHECK = {"contact": PHONE, "channel": "sms", "record": True}
 
 
 def grant_via_api(
@@ -42,11 +42,11 @@ def assert_problem(response, status: int, code: str) -> dict[str, object]:  # ty
 
 
 def test_grant_then_four_recorded_checks_then_refusal(
-    client: TestClient, company: int, consumer: LocalAccount, linked: str
+    client: TestClient, company_auth: dict[str, str], consumer: LocalAccount, linked: str
 ) -> None:
     answer = grant_via_api(client, consumer)
     assert str(answer["tx_hash"]).startswith("0x")
-    bodies = [client.post("/v1/checks", json=CHECK).json() for _ in range(5)]
+    bodies = [client.post("/v1/checks", json=CHECK, headers=company_auth).json() for _ in range(5)]
     assert [b["allowed"] for b in bodies] == [True, True, True, True, False]
     assert bodies[4]["reasons"][0]["code"] == "quota_exhausted"
     assert bodies[0]["contact"] == {
@@ -59,22 +59,21 @@ def test_grant_then_four_recorded_checks_then_refusal(
 
 
 def test_revocation_through_the_wallet_refuses_the_next_check(
-    client: TestClient, company: int, consumer: LocalAccount, linked: str
+    client: TestClient, company_auth: dict[str, str], consumer: LocalAccount, linked: str
 ) -> None:
     grant_via_api(client, consumer)
-    assert client.post("/v1/checks", json=CHECK).json()["allowed"]
+    assert client.post("/v1/checks", json=CHECK, headers=company_auth).json()["allowed"]
     wallet.revoke("", consumer.key.hex(), company_id=1, channel="sms", client=client)
-    body = client.post("/v1/checks", json=CHECK).json()
+    body = client.post("/v1/checks", json=CHECK, headers=company_auth).json()
     assert not body["allowed"]
     assert body["reasons"][0]["code"] == "no_grant"
 
 
 def test_invalid_phone_is_422_naming_the_reason_and_records_nothing(
-    client: TestClient, ledger: Ledger, company: int
+    client: TestClient, ledger: Ledger, company_auth: dict[str, str]
 ) -> None:
-    body = assert_problem(
-        client.post("/v1/checks", json={**CHECK, "contact": "+33 6"}), 422, "invalid_contact"
-    )
+    response = client.post("/v1/checks", json={**CHECK, "contact": "+33 6"}, headers=company_auth)
+    body = assert_problem(response, 422, "invalid_contact")
     assert "reason" in body
     with transaction(ledger.engine) as s:
         assert size(s) == 0
@@ -85,14 +84,17 @@ def test_invalid_phone_is_422_naming_the_reason_and_records_nothing(
     [
         {},
         {**CHECK, "channel": "pigeon"},
-        {**CHECK, "company_id": 0},
-        {**CHECK, "company_id": 2**63},
+        {**CHECK, "contact": 12},
         {**CHECK, "contact": ""},
         {**CHECK, "record": "maybe"},
     ],
 )
-def test_schema_violations_are_422_problems(client: TestClient, payload: dict[str, object]) -> None:
-    body = assert_problem(client.post("/v1/checks", json=payload), 422, "validation")
+def test_schema_violations_are_422_problems(
+    client: TestClient, company_auth: dict[str, str], payload: dict[str, object]
+) -> None:
+    body = assert_problem(
+        client.post("/v1/checks", json=payload, headers=company_auth), 422, "validation"
+    )
     assert body["errors"]
 
 

@@ -22,7 +22,7 @@ from ledger.node import DEMO_ACCOUNTS, anvil_binary
 from tests.helpers import PHONE
 
 CONSUMER, CONSUMER_KEY = DEMO_ACCOUNTS[0]
-CHECK = {"company_id": 1, "contact": PHONE, "channel": "sms", "record": True}
+CHECK = {"contact": PHONE, "channel": "sms", "record": True}
 CLI = [sys.executable, "-m", "ledger.cli"]
 
 try:
@@ -51,6 +51,11 @@ class Stack:
         self.url = f"http://127.0.0.1:{self.env['QL_API_PORT']}"
         self.log = data_dir / "up.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api_key = ""
+
+    def register_company(self) -> None:
+        """`quota-ledger company register`; its last output line is the company's API key."""
+        self.api_key = self.cli("company", "register", "1", "Acme SMS").strip().splitlines()[-1]
 
     def start(self) -> None:
         with self.log.open("ab") as out:  # the child keeps its own descriptor
@@ -90,7 +95,8 @@ class Stack:
         return done.stdout
 
     def check(self) -> dict[str, object]:
-        response = httpx.post(f"{self.url}/v1/checks", json=CHECK, timeout=30)
+        auth = {"Authorization": f"Bearer {self.api_key}"}
+        response = httpx.post(f"{self.url}/v1/checks", json=CHECK, headers=auth, timeout=30)
         assert response.status_code == 200, response.text
         body: dict[str, object] = response.json()
         return body
@@ -109,7 +115,7 @@ def codes(body: dict[str, object]) -> list[str]:
 
 
 def test_grant_check_record_until_spent_then_revoke(stack: Stack) -> None:
-    stack.cli("company", "register", "1", "Acme SMS")
+    stack.register_company()
     stack.cli("link", PHONE, CONSUMER)
     assert codes(stack.check()) == ["no_grant", "consent_required"]
 
@@ -126,7 +132,7 @@ def test_grant_check_record_until_spent_then_revoke(stack: Stack) -> None:
 
 
 def test_grants_survive_a_clean_restart_and_a_hard_kill(stack: Stack) -> None:
-    stack.cli("company", "register", "1", "Acme SMS")
+    stack.register_company()
     stack.cli("link", PHONE, CONSUMER)
     wallet.grant(
         stack.url, CONSUMER_KEY, company_id=1, channel="sms", max_contacts=2, period=365 * 86400
@@ -149,7 +155,7 @@ def test_blocks_lost_by_the_node_are_noticed_and_replayed(tmp_path: Path) -> Non
     stack = Stack(tmp_path, state_interval=3600)
     stack.start()
     try:
-        stack.cli("company", "register", "1", "Acme SMS")
+        stack.register_company()
         stack.cli("link", PHONE, CONSUMER)
         stack.stop(signal.SIGTERM)
         stack.start()

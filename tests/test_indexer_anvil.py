@@ -438,7 +438,7 @@ def test_up_follows_changes_made_around_it_within_the_bound(tmp_path: Path) -> N
     stack = Stack(tmp_path)
     stack.start()
     try:
-        stack.cli("company", "register", "1", "Acme SMS")
+        stack.register_company()
         stack.cli("link", PHONE, CONSUMER)
         address = httpx.get(f"{stack.url}/v1/ledger").json()["domain"]["verifying_contract"]
         node_url = f"http://127.0.0.1:{stack.env['QL_ANVIL_PORT']}"
@@ -450,7 +450,10 @@ def test_up_follows_changes_made_around_it_within_the_bound(tmp_path: Path) -> N
             chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_transaction(tx))  # type: ignore[arg-type]
 
         def ask() -> dict[str, object]:  # a check that records nothing
-            response = httpx.post(f"{stack.url}/v1/checks", json={**CHECK, "record": False})
+            auth = {"Authorization": f"Bearer {stack.api_key}"}
+            response = httpx.post(
+                f"{stack.url}/v1/checks", json={**CHECK, "record": False}, headers=auth
+            )
             assert response.status_code == 200, response.text
             body: dict[str, object] = response.json()
             return body

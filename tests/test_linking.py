@@ -337,6 +337,7 @@ def test_settings_choose_and_guard_the_sender(tmp_path: Path, engine: Engine) ->
             environment="production",  # type: ignore[arg-type]
             operator_key="0x" + "12" * 32,  # type: ignore[arg-type]
             contact_salt="a real secret",  # type: ignore[arg-type]
+            session_secret="another real secret",  # type: ignore[arg-type]
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from web3.types import TxReceipt
 
 from api.deps import LedgerDep
 from api.schemas import (
@@ -38,12 +37,6 @@ def _terms(body: GrantTermsIn) -> GrantTerms:
     )
 
 
-def _tx(receipt: TxReceipt) -> TxOut:
-    return TxOut(
-        tx_hash="0x" + bytes(receipt["transactionHash"]).hex(), block_number=receipt["blockNumber"]
-    )
-
-
 @router.post("/typed-data", response_model=TypedDataOut)
 def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     """Return the EIP-712 typed data a consumer signs for this grant."""
@@ -69,7 +62,7 @@ def relay_grant(body: SignedGrant, ledger: LedgerDep) -> TxOut:
         deadline=body.deadline,
         signature=bytes.fromhex(body.signature[2:]),
     )
-    return _tx(receipt)
+    return TxOut.of(receipt)
 
 
 @router.post("/revocations", response_model=TxOut, status_code=201)
@@ -83,7 +76,7 @@ def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
         deadline=body.deadline,
         signature=bytes.fromhex(body.signature[2:]),
     )
-    return _tx(receipt)
+    return TxOut.of(receipt)
 
 
 @router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut)

@@ -1,0 +1,41 @@
+"""Consumer sign-in with the wallet (EIP-4361)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+
+from api.deps import LedgerDep
+from api.schemas import NonceOut, SignInIn, TokenOut
+from ledger import sessions
+
+router = APIRouter(prefix="/v1/auth", tags=["consumer"])
+
+
+@router.post("/nonce", response_model=NonceOut)
+def nonce(ledger: LedgerDep) -> NonceOut:
+    """Return a single-use nonce for an EIP-4361 sign-in message."""
+    authority = ledger.settings.sign_in_authority
+    return NonceOut(
+        nonce=sessions.new_nonce(ledger.engine),
+        domain=authority,
+        uri=f"http://{authority}",
+        chain_id=ledger.chain.chain_id,
+    )
+
+
+@router.post("/token", response_model=TokenOut)
+def token(body: SignInIn, ledger: LedgerDep) -> TokenOut:
+    """Exchange a signed sign-in message for a short-lived consumer token."""
+    issued, consumer, expires = sessions.sign_in(
+        ledger.engine,
+        text=body.message,
+        signature=bytes.fromhex(body.signature[2:]),
+        domain=ledger.settings.sign_in_authority,
+        chain_id=ledger.chain.chain_id,
+        secret=ledger.settings.session_secret_bytes,
+        ttl=ledger.settings.session_ttl,
+        now=datetime.now(UTC),
+    )
+    return TokenOut(token=issued, consumer=consumer, expires_at=int(expires.timestamp()))
