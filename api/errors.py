@@ -26,6 +26,7 @@ _STATUS: list[tuple[type[errors.LedgerError], int]] = [
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.Unavailable, 503),
+    (errors.TooManyRequests, 429),
 ]
 
 
@@ -80,12 +81,16 @@ async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     status = status_of(exc)
     if status >= 500:
         log.error("ledger error %s: %s", exc.code, exc.message)
+    retry_after = exc.fields.get("retry_after")
     fields = {
         k: v
         for k, v in exc.fields.items()
         if isinstance(v, str | int | float | bool) and k not in _RESERVED
     }
-    return problem(status, exc.code, type(exc).__name__, exc.message, **fields)
+    response = problem(status, exc.code, type(exc).__name__, exc.message, **fields)
+    if isinstance(retry_after, int | float):
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

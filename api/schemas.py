@@ -264,3 +264,104 @@ class BatchItemOut(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[BatchItemOut]
+
+
+Nonce = Field(
+    ge=0,
+    lt=1 << 255,
+    description="the consumer's current nonce (GET /v1/consumers/{address}/nonce)",
+)
+Signature = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
+Deadline = Field(gt=0, lt=1 << 63)
+
+
+class SignedRevokeAll(BaseModel):
+    consumer: str = Address
+    nonce: int = Nonce
+    deadline: int = Deadline
+    signature: str = Signature
+
+
+class SignedGlobalCap(BaseModel):
+    consumer: str = Address
+    max_contacts: int = Field(ge=0, le=UINT32, description="0 with period 0 removes the cap")
+    period: int = Field(ge=0, le=UINT32)
+    nonce: int = Nonce
+    deadline: int = Deadline
+    signature: str = Signature
+
+
+class SignedUnlink(BaseModel):
+    consumer: str = Address
+    commitment: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
+    nonce: int = Nonce
+    deadline: int = Deadline
+    signature: str = Signature
+
+
+class NonceInfo(BaseModel):
+    consumer: str
+    nonce: int
+
+
+class LinkStartIn(BaseModel):
+    contact: str = Field(min_length=1, max_length=254, examples=["+33 6 12 34 56 78"])
+
+
+class LinkStartOut(BaseModel):
+    challenge_id: int
+    expires_at: int
+    destination: str = Field(description="where the code was sent, masked")
+
+
+class LinkVerifyIn(BaseModel):
+    contact: str = Field(min_length=1, max_length=254)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class LinkOut(BaseModel):
+    commitment: str
+    linked_at_block: int
+
+
+class MyGrantOut(BaseModel):
+    company_id: int
+    channel: ChannelName
+    active: bool
+    version: int
+    max_contacts: int
+    period: int
+    valid_from: int
+    valid_until: int
+    used_in_window: int
+    remaining: int
+    next_free_at: int
+
+
+class GrantEventOut(BaseModel):
+    id: str = Field(description="block:log_index; resume with after=")
+    type: Literal["grant_set", "grant_revoked", "all_grants_revoked"]
+    consumer: str
+    channel: ChannelName | None
+    version: int | None
+    block_number: int
+
+
+class ListOut(BaseModel):
+    version: str
+    region: str
+    company_id: int | None
+    source: str
+    fetched_at: int
+    max_age: int | None
+    count: int
+    added: int
+    removed: int
+    invalid: int
+    imported_at: int
+
+
+class ListImportOut(BaseModel):
+    snapshot: ListOut
+    created: bool
+    invalid_lines: list[int]

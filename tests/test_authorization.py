@@ -44,6 +44,13 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ("GET", "/v1/companies/1/keys", None, {"regulator"}),
     ("DELETE", "/v1/keys/000000000000", None, {"regulator"}),
     ("GET", "/v1/usage/export", None, {"regulator"}),
+    ("GET", "/v1/events?follow=false", None, {"company", "other_company"}),
+    ("POST", "/v1/links/start", {"contact": "+33612345678"}, {"consumer"}),
+    ("POST", "/v1/links/verify", {"contact": "+33612345678", "code": "123456"}, {"consumer"}),
+    ("GET", "/v1/me/grants", None, {"consumer"}),
+    ("GET", "/v1/me/links", None, {"consumer"}),
+    ("GET", "/v1/lists", None, {"operator"}),
+    ("POST", "/v1/lists/US", None, {"operator"}),
 ]
 
 
@@ -88,7 +95,8 @@ def test_each_endpoint_answers_only_its_roles(
         assert response.status_code not in (401, 403), response.text
         assert response.status_code < 500, response.text
     else:
-        expected = 403 if role not in ("anonymous", "consumer") and "me/" not in path else 401
+        consumer_only = allowed == {"consumer"}
+        expected = 401 if role == "anonymous" or consumer_only or role == "consumer" else 403
         assert response.status_code == expected, response.text
         assert response.headers["content-type"] == "application/problem+json"
 
