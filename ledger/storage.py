@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from ledger.errors import Unavailable
 
@@ -27,7 +27,7 @@ class DatabaseUnavailable(Unavailable):
 
 
 def make_engine(url: str) -> Engine:
-    """Creates the engine and the schema (tables, append-only triggers)."""
+    """Creates the engine and brings the schema up to date (``ledger.schema``)."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -37,21 +37,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    # Import the table modules so their classes are registered before create_all.
-    from ledger import (  # noqa: F401
-        apikeys,
-        deployment,
-        idempotency,
-        index_tables,
-        linking,
-        opposition,
-        relayer,
-        sessions,
-        usage_log,
-    )
+    from ledger import schema  # imported here: the table modules import this one
 
-    SQLModel.metadata.create_all(engine)
-    usage_log.install_append_only_guard(engine)
+    schema.upgrade(engine)
     return engine
 
 

@@ -3,7 +3,8 @@
 Each entry's hash is the RFC 9162 leaf hash ``SHA-256(0x00 || canonical entry)`` where the
 canonical entry includes the previous entry's hash, so an edited, deleted or inserted entry
 breaks the chain, and the audit work can build Merkle proofs over the same leaf hashes.
-The database refuses UPDATE and DELETE on the table (triggers); this module only inserts.
+The database refuses UPDATE and DELETE on the table (triggers created by the initial
+migration, ``ledger/migrations``); this module only inserts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, func
-from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from ledger.errors import Conflict, NotFound
@@ -231,24 +231,3 @@ def verify_chain(session: Session) -> int | None:
             return expected_seq
         expected_prev, expected_seq = row.entry_hash, row.seq + 1
     return None
-
-
-def install_append_only_guard(engine: Engine) -> None:
-    """Makes the database itself refuse UPDATE and DELETE on the log."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            for op in ("UPDATE", "DELETE"):
-                conn.exec_driver_sql(
-                    f"CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{op.lower()} BEFORE {op} ON {TABLE} "
-                    "BEGIN SELECT RAISE(ABORT, 'usage log is append-only'); END"
-                )
-        elif engine.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                f"CREATE OR REPLACE FUNCTION {TABLE}_append_only() RETURNS trigger AS $$ "
-                "BEGIN RAISE EXCEPTION 'usage log is append-only'; END $$ LANGUAGE plpgsql"
-            )
-            conn.exec_driver_sql(
-                f"CREATE OR REPLACE TRIGGER {TABLE}_append_only "
-                f"BEFORE UPDATE OR DELETE OR TRUNCATE ON {TABLE} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()"
-            )
