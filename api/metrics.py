@@ -1,4 +1,4 @@
-"""Prometheus metrics at ``/metrics``: requests and decisions."""
+"""Prometheus metrics at ``/metrics``: requests, decisions and the event index's lag."""
 
 from __future__ import annotations
 
@@ -33,6 +33,19 @@ class Metrics:
         )
         self.decisions = Counter(
             "ql_decisions_total", "check decisions", ["allowed", "reason"], registry=self.registry
+        )
+        self.lag_blocks = Gauge(
+            "ql_index_lag_blocks",
+            "blocks the event index is behind the node",
+            registry=self.registry,
+        )
+        self.lag_seconds = Gauge(
+            "ql_index_lag_seconds",
+            "seconds since the index last matched the node",
+            registry=self.registry,
+        )
+        self.stale = Gauge(
+            "ql_index_stale", "1 when checks refuse with ledger_stale", registry=self.registry
         )
         self.head_block = Gauge(
             "ql_chain_head_block", "chain head seen by health", registry=self.registry
@@ -74,4 +87,8 @@ class MetricsMiddleware:
 
 def endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
+    lag = request.app.state.ledger.state.lag()  # measured at scrape time
+    metrics.lag_blocks.set(lag.lag_blocks)
+    metrics.lag_seconds.set(lag.lag_seconds)
+    metrics.stale.set(1 if lag.stale else 0)
     return metrics.render()

@@ -152,4 +152,5 @@ def test_metrics_count_requests_by_route_never_by_contact(
     text = client.get("/metrics").text
     assert 'ql_http_requests_total{method="POST",route="/v1/checks",status="200"} 1.0' in text
     assert 'ql_decisions_total{allowed="false",reason="contact_not_linked"} 1.0' in text
+    assert "ql_index_lag_blocks 0.0" in text and "ql_index_stale 0.0" in text
     assert "612345678" not in text
