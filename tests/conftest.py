@@ -9,13 +9,16 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from api.main import create_app
 from ledger import apikeys
 from ledger.apikeys import Role
 from ledger.runtime import Ledger
 from ledger.settings import Settings
+from ledger.storage import make_engine
 from tests.helpers import PHONE, link
+from tests.postgres import postgres_url
 
 
 @pytest.fixture
@@ -25,6 +28,20 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
     )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database on SQLite and, when reachable, PostgreSQL (else skipped, saying why)."""
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        yield made
+        made.dispose()
+        return
+    for url in postgres_url():
+        made = make_engine(url)
+        yield made
+        made.dispose()
 
 
 @pytest.fixture

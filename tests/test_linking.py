@@ -44,8 +44,7 @@ from ledger.linking import (
 )
 from ledger.runtime import Ledger
 from ledger.settings import Settings
-from ledger.storage import make_engine, transaction
-from tests.postgres import postgres_url
+from ledger.storage import transaction
 
 SALT = b"test-salt"
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -54,34 +53,20 @@ PHONE = "06 12 34 56 78"
 T0 = 1_800_000_000
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """Each test on SQLite and, when reachable, on PostgreSQL (skipped with the reason)."""
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'link.sqlite3'}")
-        yield made
-        made.dispose()
-        return
-    for url in postgres_url():
-        made = make_engine(url)
-        yield made
-        made.dispose()
-
-
 @pytest.fixture
-def linker(engine: Engine) -> Linker:
+def linker(db_engine: Engine) -> Linker:
     return Linker(
-        engine=engine,
+        engine=db_engine,
         salt=SALT,
-        sender=OutboxSender(engine),
+        sender=OutboxSender(db_engine),
         default_region="FR",
         starts_per_contact_hour=3,
         starts_per_consumer_hour=4,
     )
 
 
-def last_code(engine: Engine) -> str:
-    match = re.search(r"\b(\d{6})\b", recent_outbox(engine, limit=1)[0].text)
+def last_code(db_engine: Engine) -> str:
+    match = re.search(r"\b(\d{6})\b", recent_outbox(db_engine, limit=1)[0].text)
     assert match is not None
     return match.group(1)
 
@@ -90,31 +75,35 @@ def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 10**6:06d}"
 
 
-def test_a_code_sent_and_typed_back_yields_the_commitment(linker: Linker, engine: Engine) -> None:
+def test_a_code_sent_and_typed_back_yields_the_commitment(
+    linker: Linker, db_engine: Engine
+) -> None:
     started = linker.start(consumer=ALICE.lower(), contact=PHONE, now=T0)
     assert (started.expires_at, started.destination) == (T0 + 600, "+336******78")
-    message = recent_outbox(engine)[0]
+    message = recent_outbox(db_engine)[0]
     assert (message.channel, message.destination) == ("sms", "+336******78")
-    verified = linker.verify(consumer=ALICE, contact="+33612345678", code=last_code(engine), now=T0)
+    verified = linker.verify(
+        consumer=ALICE, contact="+33612345678", code=last_code(db_engine), now=T0
+    )
     expected = contacts.commitment(contacts.parse_phone(PHONE, default_region="FR"), SALT)
     assert (verified.consumer, verified.commitment) == (ALICE, expected)
 
 
 def test_neither_the_code_nor_the_contact_is_stored_in_clear(
-    linker: Linker, engine: Engine
+    linker: Linker, db_engine: Engine
 ) -> None:
     linker.start(consumer=ALICE, contact=PHONE, now=T0)
-    code = last_code(engine)
-    with transaction(engine) as session:
+    code = last_code(db_engine)
+    with transaction(db_engine) as session:
         row = session.exec(select(LinkChallenge)).one()
         stored = json.dumps(row.model_dump())
     assert code not in stored
     assert "612345678" not in stored
-    assert "612345678" not in json.dumps(recent_outbox(engine)[0].model_dump())
+    assert "612345678" not in json.dumps(recent_outbox(db_engine)[0].model_dump())
 
 
 def test_nothing_logs_the_contact_in_clear(
-    linker: Linker, engine: Engine, caplog: pytest.LogCaptureFixture
+    linker: Linker, db_engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     linker.start(consumer=ALICE, contact="alice.smith@example.org", now=T0)
@@ -126,18 +115,20 @@ def test_nothing_logs_the_contact_in_clear(
     assert "a***@example.org" in caplog.text
 
 
-def test_codes_are_six_random_digits(linker: Linker, engine: Engine) -> None:
+def test_codes_are_six_random_digits(linker: Linker, db_engine: Engine) -> None:
     codes = set()
     for i in range(3):
         linker.start(consumer=ALICE, contact=f"06 12 34 56 7{i}", now=T0)
-        codes.add(last_code(engine))
+        codes.add(last_code(db_engine))
     assert all(len(c) == 6 and c.isdigit() for c in codes)
     assert len(codes) == 3  # 1 in 10^12 to fail by chance
 
 
-def test_wrong_codes_count_and_the_last_one_kills_the_code(linker: Linker, engine: Engine) -> None:
+def test_wrong_codes_count_and_the_last_one_kills_the_code(
+    linker: Linker, db_engine: Engine
+) -> None:
     linker.start(consumer=ALICE, contact=PHONE, now=T0)
-    code = last_code(engine)
+    code = last_code(db_engine)
     for left in (4, 3, 2, 1):
         with pytest.raises(LinkCodeRejected) as rejected:
             linker.verify(consumer=ALICE, contact=PHONE, code=wrong(code), now=T0)
@@ -157,18 +148,18 @@ def test_wrong_codes_count_and_the_last_one_kills_the_code(linker: Linker, engin
     ],
 )
 def test_a_code_only_proves_its_own_contact_consumer_and_time(
-    linker: Linker, engine: Engine, case: str, consumer: str, contact: str, at: int, reason: str
+    linker: Linker, db_engine: Engine, case: str, consumer: str, contact: str, at: int, reason: str
 ) -> None:
     linker.start(consumer=ALICE, contact=PHONE, now=T0)
     with pytest.raises(NoLinkChallenge, match=reason):
-        linker.verify(consumer=consumer, contact=contact, code=last_code(engine), now=at)
+        linker.verify(consumer=consumer, contact=contact, code=last_code(db_engine), now=at)
 
 
-def test_a_new_code_replaces_the_old_one(linker: Linker, engine: Engine) -> None:
+def test_a_new_code_replaces_the_old_one(linker: Linker, db_engine: Engine) -> None:
     linker.start(consumer=ALICE, contact=PHONE, now=T0)
-    first = last_code(engine)
+    first = last_code(db_engine)
     linker.start(consumer=ALICE, contact=PHONE, now=T0 + 1)
-    second = last_code(engine)
+    second = last_code(db_engine)
     if first != second:
         with pytest.raises(LinkCodeRejected):
             linker.verify(consumer=ALICE, contact=PHONE, code=first, now=T0 + 2)
@@ -203,11 +194,11 @@ def test_starts_are_limited_per_consumer_per_rolling_hour(linker: Linker) -> Non
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(
-    linker: Linker, engine: Engine, consumer: str, contact: str, error: type[Exception]
+    linker: Linker, db_engine: Engine, consumer: str, contact: str, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
         linker.start(consumer=consumer, contact=contact)
-    assert recent_outbox(engine) == []
+    assert recent_outbox(db_engine) == []
 
 
 def test_verify_and_attest_links_the_contact_on_chain(
@@ -279,10 +270,12 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
     thread.join()
 
 
-def test_the_webhook_posts_a_signed_message(gateway: tuple[Gateway, str], engine: Engine) -> None:
+def test_the_webhook_posts_a_signed_message(
+    gateway: tuple[Gateway, str], db_engine: Engine
+) -> None:
     state, url = gateway
     linker = Linker(
-        engine=engine,
+        engine=db_engine,
         salt=SALT,
         sender=WebhookSender(url, b"gateway-secret"),
         default_region="FR",
@@ -305,31 +298,31 @@ def test_the_webhook_posts_a_signed_message(gateway: tuple[Gateway, str], engine
 
 @pytest.mark.parametrize("failure", ["gateway error", "nobody listening"])
 def test_a_failed_send_is_reported_and_its_code_cannot_be_used(
-    gateway: tuple[Gateway, str], engine: Engine, failure: str
+    gateway: tuple[Gateway, str], db_engine: Engine, failure: str
 ) -> None:
     state, url = gateway
     state.status = 502
     if failure == "nobody listening":
         url = "http://127.0.0.1:9/send"  # the discard port: connection refused
     linker = Linker(
-        engine=engine, salt=SALT, sender=WebhookSender(url, b"s", timeout=2), default_region="FR"
+        engine=db_engine, salt=SALT, sender=WebhookSender(url, b"s", timeout=2), default_region="FR"
     )
     with pytest.raises(SenderUnavailable):
         linker.start(consumer=ALICE, contact=PHONE)
-    with transaction(engine) as session:
+    with transaction(db_engine) as session:
         assert session.exec(select(LinkChallenge.status)).one() == Status.UNSENT
     with pytest.raises(NoLinkChallenge):
         linker.verify(consumer=ALICE, contact=PHONE, code="000000")
 
 
-def test_settings_choose_and_guard_the_sender(tmp_path: Path, engine: Engine) -> None:
+def test_settings_choose_and_guard_the_sender(tmp_path: Path, db_engine: Engine) -> None:
     webhook = Settings(
         link_sender="webhook",  # type: ignore[arg-type]
         link_webhook_url="http://127.0.0.1:1/x",
         link_webhook_secret="k",  # type: ignore[arg-type]
     )
-    assert isinstance(make_sender(webhook, engine), WebhookSender)
-    assert isinstance(make_sender(Settings(), engine), OutboxSender)
+    assert isinstance(make_sender(webhook, db_engine), WebhookSender)
+    assert isinstance(make_sender(Settings(), db_engine), OutboxSender)
     with pytest.raises(ValidationError):
         Settings(link_sender="webhook")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="outbox is for development"):

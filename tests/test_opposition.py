@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ from ledger.opposition import (
     normalise_many,
     parse_numbers,
 )
-from ledger.storage import make_engine
-from tests.postgres import postgres_url
 
 NOW = int(time.time())
 FETCHED = NOW - DAY
@@ -34,23 +31,9 @@ WHITE_HOUSE = 12024561111
 NYC = 12125550100
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """Each test on SQLite and, when reachable, on PostgreSQL (skipped with the reason)."""
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'lists.sqlite3'}")
-        yield made
-        made.dispose()
-        return
-    for url in postgres_url():
-        made = make_engine(url)
-        yield made
-        made.dispose()
-
-
 @pytest.fixture
-def cache(engine: Engine, tmp_path: Path) -> OppositionCache:
-    return OppositionCache(engine=engine, directory=tmp_path / "lists", refresh_seconds=3600)
+def cache(db_engine: Engine, tmp_path: Path) -> OppositionCache:
+    return OppositionCache(engine=db_engine, directory=tmp_path / "lists", refresh_seconds=3600)
 
 
 def phone(raw: str, region: str = "US") -> contacts.Contact:
@@ -392,9 +375,9 @@ def test_e_mail_addresses_are_on_no_list(cache: OppositionCache) -> None:
 
 
 def test_another_process_sees_an_import_after_its_refresh(
-    engine: Engine, tmp_path: Path, cache: OppositionCache
+    db_engine: Engine, tmp_path: Path, cache: OppositionCache
 ) -> None:
-    reader = OppositionCache(engine=engine, directory=tmp_path / "lists", refresh_seconds=0)
+    reader = OppositionCache(engine=db_engine, directory=tmp_path / "lists", refresh_seconds=0)
     assert reader.status(phone("202 456 1111"), company_id=1).version is None
     meta = import_us(cache, ["202,4561111"]).snapshot  # type: ignore[attr-defined]
     status = reader.status(phone("202 456 1111"), company_id=1)
@@ -411,7 +394,7 @@ def test_bulk_lookups_are_vectorised(cache: OppositionCache) -> None:
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "altered"])
 def test_a_damaged_snapshot_file_fails_closed(
-    engine: Engine, tmp_path: Path, cache: OppositionCache, damage: str
+    db_engine: Engine, tmp_path: Path, cache: OppositionCache, damage: str
 ) -> None:
     meta = import_us(cache, ["202,4561111", "212,5550100"]).snapshot  # type: ignore[attr-defined]
     path = tmp_path / "lists" / f"{meta.version}.npy"
@@ -423,7 +406,7 @@ def test_a_damaged_snapshot_file_fails_closed(
         data = bytearray(path.read_bytes())
         data[-1] ^= 1
         path.write_bytes(bytes(data))
-    fresh = OppositionCache(engine=engine, directory=tmp_path / "lists")
+    fresh = OppositionCache(engine=db_engine, directory=tmp_path / "lists")
     with pytest.raises(ListUnavailable):
         fresh.status(phone("202 456 1111"), company_id=1)
 
