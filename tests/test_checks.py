@@ -130,11 +130,11 @@ def test_concurrent_check_and_record_allows_exactly_the_quota(
     ledger: Ledger, company: int, consumer: LocalAccount, linked: str
 ) -> None:
     grant(ledger, consumer, sms_terms(max_contacts=4))
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda _: check(ledger), range(50)))
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(lambda _: check(ledger), range(200)))
     assert sum(r.decision.allowed for r in results) == 4
     with transaction(ledger.engine) as s:
-        assert usage_log.size(s) == 50
+        assert usage_log.size(s) == 200
         assert usage_log.verify_chain(s) is None
 
 

@@ -57,9 +57,9 @@ def test_concurrent_check_and_record_allows_exactly_the_quota(pg_ledger: Ledger)
         )
         return result.decision.allowed
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        allowed = list(pool.map(record, range(60)))
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        allowed = list(pool.map(record, range(200)))
     assert sum(allowed) == 4
     with transaction(pg_ledger.engine) as s:
-        assert usage_log.size(s) == 60
+        assert usage_log.size(s) == 200
         assert usage_log.verify_chain(s) is None
