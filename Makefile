@@ -54,9 +54,10 @@ abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compil
 
 bench: bench-gas bench-python ## Run the benchmarks
 
-bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions) into bench/results.json
+bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions, check-and-record) into bench/results.json
 	$(BIN)/python -m bench.bench_indexer
 	$(BIN)/python -m bench.bench_opposition
+	$(BIN)/python -m bench.bench_checks
 
 bench-gas: $(NODE_STAMP) ## Gas per operation into bench/gas.md and bench/gas.json
 	npx hardhat run scripts/gas-bench.js

@@ -3,7 +3,7 @@
 Builds a 20,000,000-number US list in the FTC flat-file format, imports it, and measures in
 fresh child processes (so each peak RSS is that phase's alone): the list's memory, the bulk
 lookup of 1,000,000 numbers, and a scrub of 1,000,000 numbers as typed (parsed, then looked
-up). Then the in-process decision rate and check-and-record on SQLite through ``Checker``.
+up). Then the in-process decision rate (check-and-record is ``bench.bench_checks``).
 
 Options: ``--numbers N`` (default 20,000,000), ``--queries N`` (1,000,000), ``--workers N``
 (processes for parsing, default: the CPUs available).
@@ -19,20 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.report import Figure, record
-from ledger import contacts
-from ledger.checks import Checker
 from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, CompanyStatus, GrantRecord
 from ledger.opposition import DAY, ListFormat, OppositionCache, normalise_many
 from ledger.quotas import OppositionStatus, Snapshot, decide
-from ledger.runtime import Ledger
-from ledger.settings import Settings
-from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
+from ledger.state import CompanyRecord, ConsumerRecord
 from ledger.storage import make_engine
 
 SEED = 20_260_811
@@ -191,55 +187,6 @@ def bench_decisions(seconds: float = 3.0) -> tuple[float, int]:
     return done / (time.perf_counter() - start), done
 
 
-@dataclass
-class _StubState:
-    """Ledger state without a chain: every contact linked to its own consumer, one grant."""
-
-    def head(self) -> BlockRef:
-        return BlockRef(1, b"\x00" * 32, int(time.time()))
-
-    def company(self, company_id: int, block: int) -> CompanyRecord:
-        return ACTIVE
-
-    def link(self, commitment: bytes, block: int) -> LinkRecord:
-        return LinkRecord("0x" + commitment[:20].hex(), 0)
-
-    def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
-        return GRANT
-
-    def consumer(self, consumer: str, block: int) -> ConsumerRecord:
-        return ConsumerRecord(0, 0, 0, 1)
-
-
-def bench_check_and_record(directory: Path, checks: int, *, stub: bool) -> float:
-    settings = Settings(
-        chain="memory",
-        data_dir=directory,
-        database_url=f"sqlite:///{directory / 'checks.sqlite3'}",
-    )
-    ledger = Ledger.open(settings)
-    checker: Checker = ledger.checker
-    if stub:
-        checker = Checker(
-            state=_StubState(),
-            engine=ledger.engine,
-            salt=settings.contact_salt_bytes,
-            default_region="US",
-            lists=ledger.lists,
-        )
-    else:
-        ledger.relayer.register_company(1, "Bench", ledger.chain.operator.address)
-    phones = [f"+1 212 555 {i:04d}" for i in range(1000)]
-    for p in phones[:5]:
-        contacts.parse_phone(p, default_region="US")
-    start = time.perf_counter()
-    for i in range(checks):
-        checker.check(company_id=1, contact=phones[i % 1000], channel=Channel.SMS, record=True)
-    rate = checks / (time.perf_counter() - start)
-    ledger.engine.dispose()
-    return rate
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--phase")
@@ -331,20 +278,6 @@ def main() -> None:
                 goal=50_000,
                 note=f"{done:,} decisions over 5 snapshot kinds (grant, quota used, "
                 "no grant on a fresh list, listed, stale list)",
-            )
-        )
-        chain_rate = bench_check_and_record(directory / "chain", 300, stub=False)
-        stub_rate = bench_check_and_record(directory / "stub", 5_000, stub=True)
-        record(
-            Figure(
-                "check-and-record on SQLite (Checker)",
-                stub_rate,
-                "/s",
-                goal=5_000,
-                baseline=chain_rate,
-                note="ledger state from an in-benchmark stub: the in-process eth-tester chain "
-                f"read dominates (baseline = the same through it: {chain_rate:,.0f}/s); "
-                "1,000 US numbers, each linked with a grant, one thread, WAL",
             )
         )
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlalchemy.engine import Connection, Engine
 
 from ledger import contacts, usage_log
 from ledger.errors import InvalidContact, LedgerStale, ListUnavailable, Unavailable
@@ -21,7 +23,7 @@ from ledger.grants import Channel, CompanyStatus, GrantRecord
 from ledger.opposition import OppositionCache
 from ledger.quotas import Decision, OppositionStatus, Reason, Snapshot, decide, window_state
 from ledger.state import CompanyRecord, ConsumerRecord, LedgerState
-from ledger.storage import DatabaseUnavailable, transaction
+from ledger.storage import DatabaseUnavailable, connect
 from ledger.usage_log import Receipt, UsageEntryBase
 
 
@@ -30,6 +32,13 @@ class CheckResult:
     decision: Decision
     contact: contacts.Contact
     receipt: Receipt | None = None
+
+
+@runtime_checkable
+class SnapshotState(Protocol):
+    """A ledger state whose reads at one block can share one database snapshot (the index)."""
+
+    def snapshot(self) -> AbstractContextManager[LedgerState]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +67,25 @@ class Checker:
         default_region: str,
         lists: OppositionCache | None = None,
     ) -> None:
-        self.state = state
+        self.state = state  # through the setter below
         self.engine = engine
         self.salt = salt
         self.default_region = default_region
         self.lists = lists  # None: no opposition list, so opt-out regimes refuse (fail closed)
+
+    @property
+    def state(self) -> LedgerState:
+        return self._state
+
+    @state.setter
+    def state(self, state: LedgerState) -> None:
+        self._state = state
+        # Told apart once here, not on every check: a runtime protocol check costs microseconds.
+        self._snapshot: Callable[[], AbstractContextManager[LedgerState]] = (
+            state.snapshot
+            if isinstance(state, SnapshotState)
+            else lambda: nullcontext(state)  # the chain pins each read to the block itself
+        )
 
     def check(
         self,
@@ -131,10 +154,23 @@ class Checker:
         at: int,
         record: bool,
     ) -> CheckResult:
-
-        with transaction(self.engine) as session:
+        # Recording takes the write lock before counting (SQLite BEGIN IMMEDIATE, PostgreSQL's
+        # advisory lock), so N concurrent checks on a quota of k record exactly k allows. A
+        # check that records nothing only counts, from a snapshot that waits for no writer.
+        with connect(self.engine, read_only=not record) as conn:
             if record:
-                usage_log.lock(session)  # count and append with no writer in between
+                usage_log.lock(conn)  # count and append with no writer in between
+            window: list[int] = []
+            cap_window: list[int] = []
+            if view.consumer is not None and view.grant is not None and view.grant.active:
+                window = usage_log.allowed_times(
+                    conn,
+                    consumer=view.consumer,
+                    company_id=company_id,
+                    channel=int(channel),
+                    since=at - view.grant.period,
+                )
+                cap_window = self._cap_window(conn, view, at)
             snap = Snapshot(
                 now=at,
                 company_id=company_id,
@@ -146,29 +182,19 @@ class Checker:
                 grant=view.grant,
                 consumer_record=view.consumer_record,
                 block_number=view.block_number,
+                window=window,
+                cap_window=cap_window,
                 opposition=opposition,
             )
-            if view.consumer is not None and view.grant is not None and view.grant.active:
-                snap = replace(
-                    snap,
-                    window=usage_log.allowed_times(
-                        session,
-                        consumer=view.consumer,
-                        company_id=company_id,
-                        channel=int(channel),
-                        since=at - view.grant.period,
-                    ),
-                    cap_window=self._cap_window(session, view, at),
-                )
             decision = decide(snap)
             receipt = None
             if record:
                 receipt = usage_log.append(
-                    session, _entry(decision, commitment, company_id, channel, at)
+                    conn, _entry(decision, commitment, company_id, channel, at)
                 )
                 if decision.allowed and view.grant is not None:
                     remaining, next_free = window_state(
-                        [*snap.window, at],
+                        [*window, at],
                         max_contacts=view.grant.max_contacts,
                         period=view.grant.period,
                         now=at,
@@ -176,20 +202,21 @@ class Checker:
                     decision = replace(decision, remaining=remaining, next_free_at=next_free)
         return CheckResult(decision, parsed, receipt)
 
-    def _cap_window(self, session: Session, view: _LedgerView, at: int) -> list[int]:
+    def _cap_window(self, conn: Connection, view: _LedgerView, at: int) -> list[int]:
         rec = view.consumer_record
         if rec is None or rec.cap_max == 0 or view.consumer is None:
             return []
-        return usage_log.allowed_times(session, consumer=view.consumer, since=at - rec.cap_period)
+        return usage_log.allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
 
     def _read_state(self, company_id: int, commitment: bytes, channel: Channel) -> _LedgerView:
-        block = self.state.head().number
-        company = self.state.company(company_id, block)
-        link = self.state.link(commitment, block)
-        if link.consumer is None or company.status is CompanyStatus.NONE:
-            return _LedgerView(block, company, link.consumer, None, None)
-        grant = self.state.grant(link.consumer, company_id, int(channel), block)
-        record = self.state.consumer(link.consumer, block)
+        block = self.state.head().number  # first, outside the snapshot: it may ask the node
+        with self._snapshot() as state:
+            company = state.company(company_id, block)
+            link = state.link(commitment, block)
+            if link.consumer is None or company.status is CompanyStatus.NONE:
+                return _LedgerView(block, company, link.consumer, None, None)
+            grant = state.grant(link.consumer, company_id, int(channel), block)
+            record = state.consumer(link.consumer, block)
         return _LedgerView(block, company, link.consumer, grant, record)
 
     def _finish(
@@ -204,10 +231,8 @@ class Checker:
     ) -> CheckResult:
         if not record:
             return CheckResult(decision, parsed)
-        with transaction(self.engine) as session:
-            receipt = usage_log.append(
-                session, _entry(decision, commitment, company_id, channel, at)
-            )
+        with connect(self.engine) as conn:
+            receipt = usage_log.append(conn, _entry(decision, commitment, company_id, channel, at))
         return CheckResult(decision, parsed, receipt)
 
 

@@ -8,29 +8,34 @@ raises ``LedgerStale`` when the index is behind by more than the configured bloc
 ahead of the node (blocks being rolled back), or when the node cannot be reached: the decision
 is then a refusal, never a silent allow.
 
+Reads are read-only snapshots (no write lock on SQLite) through prepared statements; the
+reads of one decision can share one snapshot (``snapshot``).
+
 Example:
     >>> state = IndexedState(chain=chain, engine=engine, max_lag_blocks=5, max_lag_seconds=10)
     >>> block = state.head().number
-    >>> state.grant(consumer, 1, Channel.SMS, block).active
+    >>> with state.snapshot() as reads:
+    ...     reads.grant(consumer, 1, Channel.SMS, block).active
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils.address import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.chain import Chain
 from ledger.errors import ChainUnavailable, LedgerStale
 from ledger.grants import CompanyStatus, GrantRecord
 from ledger.index_tables import COMPANY, CONSUMER, GRANT, LINK, CheckpointRow, Entity
-from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
-from ledger.storage import transaction
+from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
+from ledger.storage import Prepared, connect
 
 _MAX_DB_ID = 1 << 63
 
@@ -78,7 +83,10 @@ class IndexedState:
         return self._measure()[0]
 
     def _measure(self) -> tuple[IndexLag, dict[str, Any] | None]:
-        checkpoint = self._checkpoint()
+        # The checkpoint is read in a transaction of its own, closed before the node may be
+        # asked for its head: no database connection waits on a slow or unreachable node.
+        with connect(self.engine, read_only=True) as conn:
+            checkpoint = _checkpoint(conn)
         return self._lag(checkpoint), checkpoint
 
     def _lag(self, checkpoint: dict[str, Any] | None) -> IndexLag:
@@ -141,28 +149,73 @@ class IndexedState:
         )
 
     def company(self, company_id: int, block: int) -> CompanyRecord:
+        with self.snapshot() as reads:
+            return reads.company(company_id, block)
+
+    def link(self, commitment: bytes, block: int) -> LinkRecord:
+        with self.snapshot() as reads:
+            return reads.link(commitment, block)
+
+    def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
+        with self.snapshot() as reads:
+            return reads.grant(consumer, company_id, channel, block)
+
+    def consumer(self, consumer: str, block: int) -> ConsumerRecord:
+        with self.snapshot() as reads:
+            return reads.consumer(consumer, block)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[LedgerState]:
+        """The state reads made through the yielded state share one database snapshot.
+
+        A decision reads the company, the link, the grant and the consumer at one block: one
+        read transaction for all of them instead of one each. Hold it only for those reads
+        (it keeps a pooled connection); ask ``head`` before opening it, since ``head`` may
+        wait on the node.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be read.
+        """
+        with connect(self.engine, read_only=True) as conn:
+            yield _SnapshotReads(self, conn)
+
+
+@dataclass(slots=True)
+class _SnapshotReads:
+    """``LedgerState`` on one open read transaction (see ``IndexedState.snapshot``)."""
+
+    state: IndexedState
+    conn: Connection
+    # Addresses known to be in the index's (checksummed) form: a decision reads a link, then
+    # the grant and record of the consumer it names, with no keccak for that consumer.
+    _addresses: dict[str, str] = field(default_factory=dict)
+
+    def head(self) -> BlockRef:
+        return self.state.head()
+
+    def company(self, company_id: int, block: int) -> CompanyRecord:
         row = None
         if 0 <= company_id < _MAX_DB_ID:
-            with transaction(self.engine) as session:
-                row = _at(session.connection(), COMPANY, (company_id,), block)
+            row = _at(self.conn, _COMPANY, block, company_id=company_id)
         state = COMPANY.empty if row is None else row
         return CompanyRecord(str(state["admin"]), CompanyStatus(int(state["status"])))
 
     def link(self, commitment: bytes, block: int) -> LinkRecord:
-        with transaction(self.engine) as session:
-            row = _at(session.connection(), LINK, (commitment.hex(),), block)
+        row = _at(self.conn, _LINK, block, commitment=commitment.hex())
         if row is None or row["consumer"] is None:
             return LinkRecord(None, 0)
-        return LinkRecord(str(row["consumer"]), int(row["linked_at"]))
+        consumer = str(row["consumer"])
+        self._addresses[consumer] = consumer  # the indexer stores addresses checksummed
+        return LinkRecord(consumer, int(row["linked_at"]))
 
     def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
-        who = to_checksum_address(consumer)
+        who = self._checksum(consumer)
         grant_row = None
-        with transaction(self.engine) as session:
-            conn = session.connection()
-            if 0 <= company_id < _MAX_DB_ID:
-                grant_row = _at(conn, GRANT, (who, company_id, channel), block)
-            consumer_row = _at(conn, CONSUMER, (who,), block)
+        if 0 <= company_id < _MAX_DB_ID:
+            grant_row = _at(
+                self.conn, _GRANT, block, consumer=who, company_id=company_id, channel=channel
+            )
+        consumer_row = _at(self.conn, _CONSUMER, block, consumer=who)
         g = GRANT.empty if grant_row is None else grant_row
         epoch = 0 if consumer_row is None else int(consumer_row["epoch"])
         # The contract's isGrantActive: set, not revoked, and not cleared by a revoke-all.
@@ -180,8 +233,7 @@ class IndexedState:
         )
 
     def consumer(self, consumer: str, block: int) -> ConsumerRecord:
-        with transaction(self.engine) as session:
-            row = _at(session.connection(), CONSUMER, (to_checksum_address(consumer),), block)
+        row = _at(self.conn, _CONSUMER, block, consumer=self._checksum(consumer))
         state = CONSUMER.empty if row is None else row
         return ConsumerRecord(
             int(state["epoch"]),
@@ -190,33 +242,66 @@ class IndexedState:
             int(state["link_count"]),
         )
 
-    def _checkpoint(self) -> dict[str, Any] | None:
-        table = CheckpointRow.__table__  # type: ignore[attr-defined]
-        with transaction(self.engine) as session:
-            row = session.connection().execute(select(table)).mappings().first()
-        return None if row is None else dict(row)
+    def _checksum(self, address: str) -> str:
+        checksummed = self._addresses.get(address)
+        if checksummed is None:
+            checksummed = self._addresses[address] = str(to_checksum_address(address))
+        return checksummed
 
 
-def _at(
-    conn: Connection, entity: Entity, key: tuple[Any, ...], block: int
-) -> dict[str, Any] | None:
-    """The entity's state at ``block``: None when it had none yet."""
-    current = entity.current_table
-    match = [current.c[k] == v for k, v in zip(entity.key, key, strict=True)]
-    row = conn.execute(select(current).where(*match)).mappings().first()
-    if row is None or row["block_number"] <= block:
-        return None if row is None else dict(row)
-    # Changed after ``block``: the newest change at or before it, from the history.
-    history = entity.history_table
-    match = [history.c[k] == v for k, v in zip(entity.key, key, strict=True)]
-    older = (
-        conn.execute(
-            select(history)
-            .where(*match, history.c.block_number <= block)
-            .order_by(history.c.block_number.desc(), history.c.log_index.desc())
-            .limit(1)
+@dataclass(frozen=True)
+class _Rows:
+    """A prepared read of whole rows, returned as dicts by column name."""
+
+    statement: Prepared
+    columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, table: Table, *where: Any, order_by: tuple[Any, ...] = ()) -> _Rows:
+        query = select(table).where(*where).order_by(*order_by).limit(1)
+        return cls(Prepared(query), tuple(column.name for column in table.columns))
+
+    def first(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
+        row = self.statement.first(conn, **params)
+        return None if row is None else dict(zip(self.columns, row, strict=True))
+
+
+@dataclass(frozen=True)
+class _EntityReads:
+    """An entity's current row by key, and its newest history row at or before a block."""
+
+    current: _Rows
+    history: _Rows
+
+    @classmethod
+    def of(cls, entity: Entity) -> _EntityReads:
+        current, history = entity.current_table, entity.history_table
+        return cls(
+            _Rows.of(current, *(current.c[k] == bindparam(k) for k in entity.key)),
+            _Rows.of(
+                history,
+                *(history.c[k] == bindparam(k) for k in entity.key),
+                history.c.block_number <= bindparam("block"),
+                order_by=(history.c.block_number.desc(), history.c.log_index.desc()),
+            ),
         )
-        .mappings()
-        .first()
-    )
-    return None if older is None else dict(older)
+
+
+_COMPANY = _EntityReads.of(COMPANY)
+_LINK = _EntityReads.of(LINK)
+_GRANT = _EntityReads.of(GRANT)
+_CONSUMER = _EntityReads.of(CONSUMER)
+_CHECKPOINT = _Rows.of(CheckpointRow.__table__)  # type: ignore[attr-defined]
+
+
+def _checkpoint(conn: Connection) -> dict[str, Any] | None:
+    return _CHECKPOINT.first(conn)
+
+
+def _at(conn: Connection, reads: _EntityReads, block: int, **key: Any) -> dict[str, Any] | None:
+    """The entity's state at ``block``: None when it had none yet."""
+    row = reads.current.first(conn, **key)
+    if row is None or row["block_number"] <= block:
+        return row
+    # Changed after ``block``: the newest change at or before it, from the history.
+    return reads.history.first(conn, **key, block=block)

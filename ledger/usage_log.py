@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, func
+from sqlalchemy import BigInteger, Index, bindparam, func, insert
+from sqlalchemy.engine import Connection
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from ledger.errors import Conflict, NotFound
+from ledger.storage import Prepared
 
 GENESIS_HASH = "00" * 32
 TABLE = "usage_entry"
@@ -76,7 +78,11 @@ class Receipt:
 
 def leaf_bytes(entry: UsageEntryBase, *, seq: int, prev_hash: str) -> bytes:
     """The canonical serialisation hashed into the chain (stable key order, no spaces)."""
-    body: dict[str, Any] = {"seq": seq, "prev_hash": prev_hash, **entry.model_dump()}
+    return _canonical(entry.model_dump(), seq=seq, prev_hash=prev_hash)
+
+
+def _canonical(fields: dict[str, Any], *, seq: int, prev_hash: str) -> bytes:
+    body: dict[str, Any] = {"seq": seq, "prev_hash": prev_hash, **fields}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -85,37 +91,69 @@ def leaf_hash(data: bytes) -> str:
     return hashlib.sha256(b"\x00" + data).hexdigest()
 
 
-def lock(session: Session) -> None:
+def _window(*, by_company: bool, by_channel: bool) -> Prepared:
+    query = select(UsageEntry.at).where(
+        col(UsageEntry.consumer) == bindparam("consumer"),
+        col(UsageEntry.decision) == Decision.ALLOWED,
+        col(UsageEntry.at) > bindparam("since"),
+    )
+    if by_company:
+        query = query.where(col(UsageEntry.company_id) == bindparam("company_id"))
+    if by_channel:
+        query = query.where(col(UsageEntry.channel) == bindparam("channel"))
+    return Prepared(query.order_by(col(UsageEntry.at)))
+
+
+# Every check-and-record runs these: compiled once, run on the DBAPI cursor (storage.Prepared).
+_HEAD = Prepared(
+    select(UsageEntry.seq, UsageEntry.entry_hash).order_by(col(UsageEntry.seq).desc()).limit(1)
+)
+_INSERT = Prepared(insert(UsageEntry))
+_WINDOWS = {
+    (by_company, by_channel): _window(by_company=by_company, by_channel=by_channel)
+    for by_company in (False, True)
+    for by_channel in (False, True)
+}
+
+
+def _connection(db: Session | Connection) -> Connection:
+    if isinstance(db, Session):
+        db.flush()  # the prepared statements bypass the ORM: pending objects must be written
+        return db.connection()
+    return db
+
+
+def lock(db: Session | Connection) -> None:
     """Serialises writers of the log for the rest of the transaction.
 
     Every append extends one global hash chain, and a check-and-record must count and append
     with no other writer in between. SQLite's immediate transactions already hold the write
     lock; PostgreSQL takes a transaction-scoped advisory lock (released at commit or rollback).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+    conn = _connection(db)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
 
 
-def append(session: Session, entry: UsageEntryBase) -> Receipt:
+def append(db: Session | Connection, entry: UsageEntryBase) -> Receipt:
     """Appends ``entry`` after the current head of the log.
 
-    Call inside the caller's transaction after ``lock`` so that reading the head and inserting
-    are atomic with whatever the caller counted.
+    Call inside the caller's transaction (an ORM session or a ``storage.connect`` connection)
+    after ``lock`` so that reading the head and inserting are atomic with whatever the caller
+    counted.
     """
-    lock(session)
-    head = session.exec(select(UsageEntry).order_by(col(UsageEntry.seq).desc()).limit(1)).first()
-    seq = 1 if head is None else head.seq + 1
-    prev_hash = GENESIS_HASH if head is None else head.entry_hash
-    entry_hash = leaf_hash(leaf_bytes(entry, seq=seq, prev_hash=prev_hash))
-    session.add(
-        UsageEntry(**entry.model_dump(), seq=seq, prev_hash=prev_hash, entry_hash=entry_hash)
-    )
-    session.flush()
+    conn = _connection(db)
+    lock(conn)
+    head = _HEAD.first(conn)
+    seq, prev_hash = (1, GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
+    fields = entry.model_dump()
+    entry_hash = leaf_hash(_canonical(fields, seq=seq, prev_hash=prev_hash))
+    _INSERT.execute(conn, **fields, seq=seq, prev_hash=prev_hash, entry_hash=entry_hash)
     return Receipt(seq=seq, entry_hash=entry_hash)
 
 
 def allowed_times(
-    session: Session,
+    db: Session | Connection,
     *,
     consumer: str,
     since: int,
@@ -127,16 +165,11 @@ def allowed_times(
     With ``company_id`` and ``channel`` this is one grant's rolling window; without, the
     consumer's global cap window.
     """
-    query = select(UsageEntry.at).where(
-        UsageEntry.consumer == consumer,
-        UsageEntry.decision == Decision.ALLOWED,
-        UsageEntry.at > since,
+    query = _WINDOWS[company_id is not None, channel is not None]
+    rows = query.rows(
+        _connection(db), consumer=consumer, since=since, company_id=company_id, channel=channel
     )
-    if company_id is not None:
-        query = query.where(UsageEntry.company_id == company_id)
-    if channel is not None:
-        query = query.where(UsageEntry.channel == channel)
-    return list(session.exec(query.order_by(col(UsageEntry.at))).all())
+    return [int(at) for (at,) in rows]
 
 
 def entry(session: Session, seq: int) -> UsageEntry | None:
