@@ -123,12 +123,26 @@ class TxOut(BaseModel):
         )
 
 
+class ListHealthOut(BaseModel):
+    region: str
+    company_id: int | None
+    version: str
+    age_seconds: int
+    max_age: int | None
+    stale: bool = Field(description="checks relying on this list refuse with opposition_list_stale")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     chain_id: int | None
     contract: str | None
     head_block: int | None
     detail: str | None = None
+    index_block: int | None = None
+    lag_blocks: int | None = None
+    lag_seconds: float | None = None
+    database: Literal["ok", "unavailable"] = "ok"
+    lists: list[ListHealthOut] = Field(default_factory=list)
 
 
 class DomainOut(BaseModel):

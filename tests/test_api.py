@@ -157,5 +157,24 @@ def test_health_and_domain(client: TestClient, ledger: Ledger) -> None:
     assert domain == {"chain_id": ledger.chain.chain_id, "verifying_contract": ledger.chain.address}
 
 
+def test_health_is_degraded_when_the_database_is_unavailable(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+
+    from api.routes import health
+    from ledger.storage import DatabaseUnavailable
+
+    @contextmanager
+    def broken(_engine: object):  # type: ignore[no-untyped-def]
+        raise DatabaseUnavailable("disk I/O error")
+        yield
+
+    monkeypatch.setattr(health, "transaction", broken)
+    response = client.get("/v1/health")
+    assert response.status_code == 503
+    assert (response.json()["status"], response.json()["database"]) == ("degraded", "unavailable")
+
+
 def test_unknown_route_is_a_problem_too(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing"), 404, "http_404")

@@ -216,5 +216,7 @@ def test_an_operator_imports_a_list_and_opt_out_numbers_follow_it(
         ).json()
         return str(body["reasons"][-1]["code"])
 
+    lists = client.get("/v1/health").json()["lists"]
+    assert [(h["region"], h["stale"]) for h in lists] == [("US", False)]
     assert first_reason(listed) == "on_opposition_list"
     assert first_reason(free) in ("not_on_opposition_list", "outside_statutory_hours")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
-from api.schemas import DomainOut, HealthOut, LedgerOut
+from api.schemas import DomainOut, HealthOut, LedgerOut, ListHealthOut
+from ledger.errors import LedgerError
 from ledger.messages import DOMAIN_NAME, DOMAIN_VERSION
+from ledger.storage import transaction
 
 router = APIRouter(tags=["operator"])
 
@@ -23,20 +27,31 @@ def ledger_info(ledger: LedgerDep) -> LedgerOut:
     )
 
 
-class IndexHealthOut(HealthOut):
-    """Health with the event index's lag (checks refuse as `ledger_stale` when it is stale)."""
-
-    index_block: int | None = None
-    lag_blocks: int | None = None
-    lag_seconds: float | None = None
-
-
-@router.get("/v1/health", response_model=IndexHealthOut, responses={503: {"model": IndexHealthOut}})
-def health(ledger: LedgerDep) -> IndexHealthOut | JSONResponse:
-    """Report whether the node answers, how far the index lags it, and the contract served."""
+@router.get("/v1/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
+    """Report the node, the index's lag, the database and the lists' freshness."""
     lag = ledger.state.lag()
-    body = IndexHealthOut(
-        status="degraded" if lag.stale else "ok",
+    now = int(time.time())
+    try:
+        with transaction(ledger.engine) as session:
+            session.connection().exec_driver_sql("SELECT 1")
+        database = "ok"
+        lists = [
+            ListHealthOut(
+                region=m.region,
+                company_id=m.company_id,
+                version=m.version,
+                age_seconds=now - m.fetched_at,
+                max_age=m.max_age,
+                stale=m.max_age is not None and now - m.fetched_at > m.max_age,
+            )
+            for m in ledger.lists.current()
+        ]
+    except LedgerError:
+        database, lists = "unavailable", []
+    degraded = lag.stale or database != "ok"
+    body = HealthOut(
+        status="degraded" if degraded else "ok",
         chain_id=ledger.chain.chain_id,
         contract=ledger.chain.address,
         head_block=lag.head_block,
@@ -44,7 +59,9 @@ def health(ledger: LedgerDep) -> IndexHealthOut | JSONResponse:
         index_block=lag.index_block,
         lag_blocks=lag.lag_blocks,
         lag_seconds=round(lag.lag_seconds, 3),
+        database=database,
+        lists=lists,
     )
-    if lag.stale:
+    if degraded:
         return JSONResponse(body.model_dump(), status_code=503)
     return body
