@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from ledger import usage_log
 from ledger.index_tables import CheckpointRow
 from ledger.storage import DatabaseUnavailable, Prepared, connect, make_engine
 from ledger.usage_log import UsageEntry, UsageEntryBase
-from tests.postgres import postgres_url
 
 LOG = UsageEntry.__table__  # type: ignore[attr-defined]
 
@@ -37,21 +35,8 @@ def sqlite_path(tmp_path: Path) -> Path:
     return tmp_path / "storage.sqlite3"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{sqlite_path}")
-        yield made
-        made.dispose()
-        return
-    for url in postgres_url():
-        made = make_engine(url)
-        yield made
-        made.dispose()
-
-
-def test_a_prepared_select_returns_what_sqlalchemy_returns(engine: Engine) -> None:
-    with connect(engine) as conn:
+def test_a_prepared_select_returns_what_sqlalchemy_returns(db_engine: Engine) -> None:
+    with connect(db_engine) as conn:
         for at, who, decision in [(10, "a", "allowed"), (20, "a", "refused"), (30, "b", "allowed")]:
             usage_log.append(conn, entry(at, who, decision))
     # A bound parameter, a literal bound by the statement itself, ordering and a LIMIT.
@@ -61,16 +46,16 @@ def test_a_prepared_select_returns_what_sqlalchemy_returns(engine: Engine) -> No
         .order_by(LOG.c.at.desc())
         .limit(5)
     )
-    with connect(engine, read_only=True) as conn:
+    with connect(db_engine, read_only=True) as conn:
         expected = [tuple(row) for row in conn.execute(query, {"since": 0})]
         assert Prepared(query).rows(conn, since=0) == expected == [(3, 30, "b"), (1, 10, "a")]
         assert Prepared(query).first(conn, since=25) == (3, 30, "b")
         assert Prepared(query).first(conn, since=30) is None
 
 
-def test_a_missing_parameter_raises_rather_than_binding_null(engine: Engine) -> None:
+def test_a_missing_parameter_raises_rather_than_binding_null(db_engine: Engine) -> None:
     query = Prepared(select(LOG.c.seq).where(LOG.c.consumer == bindparam("consumer")))
-    with connect(engine, read_only=True) as conn, pytest.raises(KeyError, match="consumer"):
+    with connect(db_engine, read_only=True) as conn, pytest.raises(KeyError, match="consumer"):
         query.rows(conn)
 
 
@@ -83,9 +68,9 @@ def test_a_bind_the_driver_would_need_converted_is_refused() -> None:
     engine.dispose()
 
 
-def test_driver_errors_surface_as_sqlalchemy_errors(engine: Engine) -> None:
+def test_driver_errors_surface_as_sqlalchemy_errors(db_engine: Engine) -> None:
     broken = Prepared(text("SELECT seq FROM no_such_table"))
-    with engine.connect() as conn, pytest.raises(DBAPIError, match="no_such_table"):
+    with db_engine.connect() as conn, pytest.raises(DBAPIError, match="no_such_table"):
         broken.rows(conn)
 
 
