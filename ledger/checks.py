@@ -118,7 +118,14 @@ class Checker:
         try:
             view = self._read_state(company_id, commitment, channel)
         except Unavailable as exc:
-            code = "ledger_stale" if isinstance(exc, LedgerStale) else "ledger_unavailable"
+            # The index reads SQL too: a database outage here is named as such.
+            code = (
+                "ledger_stale"
+                if isinstance(exc, LedgerStale)
+                else "database_unavailable"
+                if isinstance(exc, DatabaseUnavailable)
+                else "ledger_unavailable"
+            )
             refusal = Decision(False, [Reason(code, exc.message)])
             return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
         try:
