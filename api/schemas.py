@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
 
 ChannelName = Literal["call", "sms", "email", "messaging"]
-Address = Field(
-    pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
-)
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+Address = Field(pattern=ADDRESS_PATTERN, examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
+AddressPath = Annotated[str, Path(pattern=ADDRESS_PATTERN)]
 Hex32 = Field(default="0x" + "00" * 32, pattern=r"^0x[0-9a-fA-F]{64}$")
 UINT32 = (1 << 32) - 1
+Nonce = Field(
+    ge=0,
+    lt=1 << 255,
+    description="the consumer's current nonce (GET /v1/consumers/{address}/nonce)",
+)
+
+
+class ConsumerMessage(BaseModel):
+    """What every message a consumer signs names: who, and until when the signature holds."""
+
+    consumer: str = Address
+    deadline: int = Field(gt=0, lt=1 << 63)
+
+
+class ConsumerSigned(ConsumerMessage):
+    """A consumer message with its signature (EOA: 65 bytes; ERC-1271 wallets: longer)."""
+
+    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
+
+    @property
+    def signature_bytes(self) -> bytes:
+        return bytes.fromhex(self.signature[2:])
 
 
 class CheckRequest(BaseModel):
@@ -70,12 +93,11 @@ class GrantTermsIn(BaseModel):
     notice_hash: str = Hex32
 
 
-class GrantDraft(GrantTermsIn):
-    consumer: str = Address
-    deadline: int = Field(gt=0, lt=1 << 63)
+class GrantDraft(GrantTermsIn, ConsumerMessage):
+    pass
 
 
-class SignedGrant(GrantDraft):
+class SignedGrant(GrantTermsIn, ConsumerSigned):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -94,16 +116,12 @@ class SignedGrant(GrantDraft):
     )
 
     version: int = Field(ge=0, le=UINT32, description="the grant's current version, as signed")
-    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
 
 
-class SignedRevocation(BaseModel):
-    consumer: str = Address
+class SignedRevocation(ConsumerSigned):
     company_id: int = Field(gt=0, lt=1 << 63)
     channel: ChannelName
     version: int = Field(ge=0, le=UINT32)
-    deadline: int = Field(gt=0, lt=1 << 63)
-    signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
 
 
 class TypedDataOut(BaseModel):
@@ -280,37 +298,19 @@ class BatchResponse(BaseModel):
     results: list[BatchItemOut]
 
 
-Nonce = Field(
-    ge=0,
-    lt=1 << 255,
-    description="the consumer's current nonce (GET /v1/consumers/{address}/nonce)",
-)
-Signature = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
-Deadline = Field(gt=0, lt=1 << 63)
-
-
-class SignedRevokeAll(BaseModel):
-    consumer: str = Address
+class SignedRevokeAll(ConsumerSigned):
     nonce: int = Nonce
-    deadline: int = Deadline
-    signature: str = Signature
 
 
-class SignedGlobalCap(BaseModel):
-    consumer: str = Address
+class SignedGlobalCap(ConsumerSigned):
     max_contacts: int = Field(ge=0, le=UINT32, description="0 with period 0 removes the cap")
     period: int = Field(ge=0, le=UINT32)
     nonce: int = Nonce
-    deadline: int = Deadline
-    signature: str = Signature
 
 
-class SignedUnlink(BaseModel):
-    consumer: str = Address
+class SignedUnlink(ConsumerSigned):
     commitment: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
     nonce: int = Nonce
-    deadline: int = Deadline
-    signature: str = Signature
 
 
 class NonceInfo(BaseModel):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from api.deps import ConsumerDep, LedgerDep
 from api.schemas import (
+    AddressPath,
     LinkOut,
     LinkStartIn,
     LinkStartOut,
@@ -23,7 +23,6 @@ from api.schemas import (
 from ledger import consumer_views, linking
 
 router = APIRouter(tags=["consumer"])
-AddressPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")]
 
 
 @router.get("/v1/consumers/{consumer}/nonce", response_model=NonceInfo)
@@ -39,7 +38,7 @@ def relay_revoke_all(body: SignedRevokeAll, ledger: LedgerDep) -> TxOut:
         body.consumer,
         nonce=body.nonce,
         deadline=body.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
+        signature=body.signature_bytes,
     )
     return TxOut.of(receipt)
 
@@ -53,7 +52,7 @@ def relay_global_cap(body: SignedGlobalCap, ledger: LedgerDep) -> TxOut:
         period=body.period,
         nonce=body.nonce,
         deadline=body.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
+        signature=body.signature_bytes,
     )
     return TxOut.of(receipt)
 
@@ -86,7 +85,7 @@ def relay_unlink(body: SignedUnlink, ledger: LedgerDep) -> TxOut:
         commitment=bytes.fromhex(body.commitment[2:]),
         nonce=body.nonce,
         deadline=body.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
+        signature=body.signature_bytes,
     )
     return TxOut.of(receipt)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from api.deps import LedgerDep
 from api.schemas import (
+    AddressPath,
     ChannelName,
     GrantDraft,
     GrantOut,
@@ -60,7 +61,7 @@ def relay_grant(body: SignedGrant, ledger: LedgerDep) -> TxOut:
         _terms(body),
         version=body.version,
         deadline=body.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
+        signature=body.signature_bytes,
     )
     return TxOut.of(receipt)
 
@@ -74,14 +75,14 @@ def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
         channel=int(Channel.parse(body.channel)),
         version=body.version,
         deadline=body.deadline,
-        signature=bytes.fromhex(body.signature[2:]),
+        signature=body.signature_bytes,
     )
     return TxOut.of(receipt)
 
 
 @router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut)
 def read_grant(
-    consumer: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
+    consumer: AddressPath,
     company_id: Annotated[int, Path(gt=0, lt=1 << 63)],
     channel: ChannelName,
     ledger: LedgerDep,
