@@ -15,10 +15,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import RateLimited
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
-from ledger import apikeys, sessions
-from ledger.apikeys import Principal, Role
-from ledger.errors import Forbidden
+from ledger.consent import signin
+from ledger.domain.errors import Forbidden
 from ledger.runtime import Ledger
+from ledger.services import apikeys
+from ledger.services.apikeys import Principal, Role
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -87,8 +88,8 @@ def _role(*roles: Role) -> Callable[..., Principal]:
 
 def _consumer(request: Request, ledger: LedgerDep, credentials: ConsumerCredentials) -> str:
     if credentials is None:
-        raise sessions.InvalidToken("missing")
-    address = sessions.verify_token(credentials.credentials, ledger.settings.session_secret_bytes)
+        raise signin.InvalidToken("missing")
+    address = signin.verify_token(credentials.credentials, ledger.settings.session_secret_bytes)
     _limit(request, f"consumer:{address}")
     return address
 

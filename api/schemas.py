@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
 
 ChannelName = Literal["call", "sms", "email", "messaging"]
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"

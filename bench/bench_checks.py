@@ -26,20 +26,21 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from bench.report import Figure, record
-from ledger import contacts, messages
-from ledger.checks import Checker
-from ledger.grants import (
+from ledger.consent import messages
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
+from ledger.domain.grants import (
     ALL_DAYS,
     ALL_HOURS,
     OPEN_ENDED,
-    Channel,
     CompanyStatus,
     GrantRecord,
     GrantTerms,
 )
+from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
 from ledger.runtime import Ledger
+from ledger.services.checks import Checker
 from ledger.settings import Settings
-from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
 
 PHONES = [f"+1 212 555 {i:04d}" for i in range(1000)]
 # A quota no benchmark run uses up: the figure measures allows, each one counted and logged.

@@ -26,14 +26,14 @@ from hexbytes import HexBytes
 
 from bench.report import Figure, record
 from bench.workload import calldata, fill, terms
-from ledger import contacts
-from ledger.chain import Chain
-from ledger.grants import Channel
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode
+from ledger.chain.anvil import AnvilNode
+from ledger.chain.client import Chain
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
+from ledger.index.indexer import Indexer
 from ledger.runtime import Ledger
+from ledger.schema import migrated_engine
 from ledger.settings import DEV_OPERATOR_KEY, Settings
-from ledger.storage import make_engine
 
 PHONE = "+33 6 12 34 56 78"
 
@@ -48,7 +48,7 @@ def catch_up(node: AnvilNode, workdir: Path, events: int) -> tuple[float, int, i
         f"emitted {work.events:,} events in {work.transactions} transactions "
         f"({time.perf_counter() - started:.1f} s)"
     )
-    engine = make_engine(f"sqlite:///{workdir / 'catch-up.sqlite3'}")
+    engine = migrated_engine(f"sqlite:///{workdir / 'catch-up.sqlite3'}")
     indexer = Indexer(chain, engine, start_block=0)
     started = time.perf_counter()
     report = indexer.sync()

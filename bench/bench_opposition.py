@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import Figure, record
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, CompanyStatus, GrantRecord
-from ledger.opposition import DAY, ListFormat, OppositionCache, normalise_many
-from ledger.quotas import OppositionStatus, Snapshot, decide
-from ledger.state import CompanyRecord, ConsumerRecord
-from ledger.storage import make_engine
+from ledger.domain.channels import Channel
+from ledger.domain.decision import OppositionStatus, Snapshot, decide
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, CompanyStatus, GrantRecord
+from ledger.domain.state import CompanyRecord, ConsumerRecord
+from ledger.lists.cache import DAY, ListFormat, OppositionCache, normalise_many
+from ledger.schema import migrated_engine
 
 SEED = 20_260_811
 
@@ -69,7 +70,7 @@ def phase_write(directory: Path, numbers: int) -> dict[str, float]:
 
 
 def phase_import(directory: Path, workers: int) -> dict[str, float]:
-    cache = OppositionCache(engine=make_engine(_db(directory)), directory=directory / "lists")
+    cache = OppositionCache(engine=migrated_engine(_db(directory)), directory=directory / "lists")
     start = time.perf_counter()
     report = cache.import_file(
         directory / "dnc.txt",
@@ -87,7 +88,7 @@ def phase_import(directory: Path, workers: int) -> dict[str, float]:
 
 
 def phase_lookup(directory: Path, queries: int, workers: int) -> dict[str, float]:
-    cache = OppositionCache(engine=make_engine(_db(directory)), directory=directory / "lists")
+    cache = OppositionCache(engine=migrated_engine(_db(directory)), directory=directory / "lists")
     rss_before = _rss_now_mb()
     start = time.perf_counter()
     [meta] = cache.current()

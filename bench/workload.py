@@ -16,8 +16,8 @@ from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 from hexbytes import HexBytes
 
-from ledger.chain import Chain
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
+from ledger.chain.client import Chain
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
 
 _GAS = 28_000_000  # under the 30M block gas limit of a default anvil node
 _TERMS = "(uint64,uint8,uint32,uint32,uint40,uint40,uint24,uint8,bytes32)"

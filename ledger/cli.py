@@ -1,8 +1,11 @@
-"""``quota-ledger``: a thin shell over ``ledger`` functions."""
+"""``quota-ledger``: a thin shell over ``ledger`` functions.
+
+The commands that serve HTTP (``up``, ``serve``) are added by ``api.cli``, the installed entry
+point, so that ``ledger`` never imports ``api``.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import time
@@ -15,14 +18,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ledger import apikeys, companies, contacts, linking, wallet
-from ledger.apikeys import Role
-from ledger.errors import ChainUnavailable, LedgerError
-from ledger.node import DEMO_ACCOUNTS, AnvilNode, answers
-from ledger.opposition import ImportMode, ListFormat, OppositionCache
+from ledger.chain.anvil import answers
+from ledger.consent import wallet
+from ledger.domain import contacts
+from ledger.domain.errors import ChainUnavailable, LedgerError
+from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
+from ledger.schema import migrated_engine
+from ledger.services import apikeys, companies, linking
+from ledger.services.apikeys import Role
 from ledger.settings import ChainKind, Settings
-from ledger.storage import make_engine
 
 app = typer.Typer(
     help="quota-ledger: consent-based contact quotas on an EVM ledger.", no_args_is_help=True
@@ -47,55 +52,13 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="data directory (default .
 ApiOpt = Annotated[str, typer.Option(help="quota-ledger API base URL")]
 
 
-def _settings(chain: ChainKind | None = None, data_dir: Path | None = None) -> Settings:
+def settings_from(chain: ChainKind | None = None, data_dir: Path | None = None) -> Settings:
     overrides: dict[str, object] = {}
     if chain is not None:
         overrides["chain"] = chain
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     return Settings(**overrides)  # type: ignore[arg-type]
-
-
-@app.command()
-def up(
-    chain: ChainOpt = None,
-    data_dir: DataDirOpt = None,
-    host: Annotated[str | None, typer.Option(help="API address")] = None,
-    port: Annotated[int | None, typer.Option(help="API port")] = None,
-) -> None:
-    """Start everything: a local anvil node (persistent), the contract, the API."""
-    settings = _settings(chain, data_dir)
-    node = None
-    rpc_url = settings.rpc_url
-    if settings.chain is ChainKind.ANVIL:
-        node = AnvilNode(
-            data_dir=settings.data_dir,
-            port=settings.anvil_port,
-            state_interval=settings.anvil_state_interval,
-        )
-        node.start()
-        rpc_url = node.url
-    # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it lets `finally` stop anvil.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        ledger = Ledger.open(settings, rpc_url=rpc_url)
-        _announce(ledger, rpc_url, host or settings.api_host, port or settings.api_port)
-        _serve(ledger, host or settings.api_host, port or settings.api_port)
-    finally:
-        if node is not None:
-            node.stop()
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="API address")] = None,
-    port: Annotated[int | None, typer.Option(help="API port")] = None,
-) -> None:
-    """Serve the API against the node at QL_RPC_URL (no local node is started)."""
-    settings = _settings(ChainKind.RPC)
-    ledger = Ledger.open(settings)
-    _announce(ledger, settings.rpc_url, host or settings.api_host, port or settings.api_port)
-    _serve(ledger, host or settings.api_host, port or settings.api_port)
 
 
 @app.command()
@@ -107,7 +70,7 @@ def index(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Follow the ledger contract's events into the database (`up` and `serve` run this too)."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     ledger = _open_running(data_dir, sync_index=False)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("indexing", total=None)
@@ -176,9 +139,9 @@ def keys_create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create an API key and print it (shown once)."""
-    settings = _settings(None, data_dir)
+    settings = settings_from(None, data_dir)
     token, record = apikeys.create_key(
-        make_engine(settings.sqlalchemy_url), role=role, company_id=company, label=label
+        migrated_engine(settings.sqlalchemy_url), role=role, company_id=company, label=label
     )
     console.print(f"{role.value} key {record.id} created (shown once, store it now):")
     print(token)
@@ -187,8 +150,8 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDirOpt = None) -> None:
     """Revoke an API key."""
-    settings = _settings(None, data_dir)
-    apikeys.revoke_key(make_engine(settings.sqlalchemy_url), key_id)
+    settings = settings_from(None, data_dir)
+    apikeys.revoke_key(migrated_engine(settings.sqlalchemy_url), key_id)
     console.print(f"key {key_id} revoked")
 
 
@@ -205,8 +168,8 @@ def link(contact: str, consumer: str, data_dir: DataDirOpt = None) -> None:
 @app.command("link-start")
 def link_start(contact: str, consumer: str, data_dir: DataDirOpt = None) -> None:
     """Send a one-time code to CONTACT proving CONSUMER controls it."""
-    settings = _settings(None, data_dir)
-    linker = linking.Linker.from_settings(settings, make_engine(settings.sqlalchemy_url))
+    settings = settings_from(None, data_dir)
+    linker = linking.Linker.from_settings(settings, migrated_engine(settings.sqlalchemy_url))
     started = linker.start(consumer=consumer, contact=contact)
     until = datetime.fromtimestamp(started.expires_at, UTC)
     console.print(f"code sent to {started.destination}, valid until {until:%H:%M:%S} UTC")
@@ -228,9 +191,9 @@ def outbox(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Show the development outbox: the one-time codes "sent" (newest first)."""
-    settings = _settings(None, data_dir)
+    settings = settings_from(None, data_dir)
     table = Table("id", "sent (UTC)", "channel", "to", "message")
-    for m in linking.recent_outbox(make_engine(settings.sqlalchemy_url), limit=limit):
+    for m in linking.recent_outbox(migrated_engine(settings.sqlalchemy_url), limit=limit):
         sent = datetime.fromtimestamp(m.created_at, UTC)
         table.add_row(str(m.id), f"{sent:%Y-%m-%d %H:%M:%S}", m.channel, m.destination, m.text)
     console.print(table)
@@ -364,13 +327,13 @@ def main() -> None:
         raise SystemExit(1) from exc
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
+def exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
 def _open_running(data_dir: Path | None, *, sync_index: bool = True) -> Ledger:
     """Opens the ledger of a running `quota-ledger up` (its node and database)."""
-    settings = _settings(None, data_dir)
+    settings = settings_from(None, data_dir)
     if settings.chain is ChainKind.MEMORY:
         raise ChainUnavailable("the in-memory chain lives inside `quota-ledger up`; use its API")
     url = settings.rpc_url
@@ -383,38 +346,8 @@ def _open_running(data_dir: Path | None, *, sync_index: bool = True) -> Ledger:
 
 def _open_lists(data_dir: Path | None) -> OppositionCache:
     """The opposition lists need only the database and the data directory, not the node."""
-    settings = _settings(None, data_dir)
-    return OppositionCache.from_settings(settings, make_engine(settings.sqlalchemy_url))
-
-
-def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None:
-    recovery = ledger.recovery
-    console.print(
-        f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs"
-    )
-    console.print(f"chain {ledger.chain.chain_id} at {rpc_url or 'in-process memory'}")
-    console.print(f"ledger contract {ledger.chain.address}")
-    if recovery.lost_blocks:
-        console.print(
-            f"[yellow]the node had lost blocks: {len(recovery.replayed)} operator transactions "
-            f"replayed, {len(recovery.dropped)} refused on replay (see the log)[/yellow]"
-        )
-    console.print("demo consumer wallets (development keys, public):")
-    for address, key in DEMO_ACCOUNTS:
-        console.print(f"  {address}  key {key}")
-
-
-def _serve(ledger: Ledger, host: str, port: int) -> None:
-    import uvicorn
-
-    from api.main import create_app
-
-    logging.basicConfig(level=logging.INFO)
-    follower = ledger.follow_index()  # checks read the index: keep it up with the chain
-    try:
-        uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
-    finally:
-        follower.stop()
+    settings = settings_from(None, data_dir)
+    return OppositionCache.from_settings(settings, migrated_engine(settings.sqlalchemy_url))
 
 
 if __name__ == "__main__":

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from ledger.chain import Chain
-from ledger.checks import Checker
-from ledger.deployment import Recovery, deployed_at, ensure_deployed
-from ledger.indexed_state import IndexedState
-from ledger.indexer import Indexer, IndexFollower
-from ledger.linking import Linker
-from ledger.opposition import OppositionCache
-from ledger.relayer import Relayer
+from ledger.chain.client import Chain
+from ledger.chain.deployment import Recovery, deployed_at, ensure_deployed
+from ledger.chain.relayer import Relayer
+from ledger.index.indexer import Indexer, IndexFollower
+from ledger.index.state import IndexedState
+from ledger.lists.cache import OppositionCache
+from ledger.schema import migrated_engine
+from ledger.services.checks import Checker
+from ledger.services.linking import Linker
 from ledger.settings import ChainKind, Settings
-from ledger.storage import make_engine
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Ledger:
             sync_index: bring the event index up to the chain head before returning (until
                 then checks refuse as stale).
         """
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = migrated_engine(settings.sqlalchemy_url)
         key = settings.operator_private_key
         if settings.chain is ChainKind.MEMORY:
             chain = Chain.connect_memory(operator_key=key)

@@ -1,49 +1,38 @@
-"""The database schema: every table module, and the migrations that build it.
+"""The database schema: every table module, gathered for the migrations.
 
-The schema is created and upgraded by Alembic (``ledger/migrations``) when an engine is made,
-under a lock, so that several API processes starting together migrate once.
+Migrating is a step of start-up (``runtime``, ``quota-ledger migrate``), never a side effect of
+making an engine; several processes starting together migrate once (``db.migrate`` locks).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_PG_LOCK_KEY = 0x71756F7461_01  # advisory lock held while migrating
-
-
-def import_models() -> None:
-    """Registers every table class with SQLModel's metadata."""
-    from ledger import (  # noqa: F401
-        apikeys,
-        deployment,
-        idempotency,
-        index_tables,
-        linking,
-        opposition,
-        relayer,
-        sessions,
-        usage_log,
-    )
+from ledger.db import migrate
+from ledger.db.engine import make_engine
 
 
-def config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
+def metadata() -> MetaData:
+    """Every table, registered by importing the modules that declare them."""
+    from ledger.chain import deployment, relayer  # noqa: F401
+    from ledger.consent import signin  # noqa: F401
+    from ledger.index import tables  # noqa: F401
+    from ledger.lists import cache  # noqa: F401
+    from ledger.services import apikeys, linking  # noqa: F401
+    from ledger.usage import idempotency, log  # noqa: F401
+
+    return SQLModel.metadata
 
 
 def upgrade(engine: Engine) -> None:
     """Brings the database to the newest schema (a no-op when it is there)."""
-    cfg = config()
-    # SQLite's BEGIN IMMEDIATE (see storage) and PostgreSQL's advisory lock make concurrent
-    # starts wait for one another instead of racing to create the same tables.
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    migrate.upgrade(engine, metadata())
+
+
+def migrated_engine(url: str) -> Engine:
+    """An engine on ``url`` with the schema brought up to date: what every entry point opens."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine

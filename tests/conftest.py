@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from api.main import create_app
-from ledger import apikeys
-from ledger.apikeys import Role
 from ledger.runtime import Ledger
+from ledger.schema import migrated_engine
+from ledger.services import apikeys
+from ledger.services.apikeys import Role
 from ledger.settings import Settings
-from ledger.storage import make_engine
 from tests.helpers import PHONE, link
 from tests.postgres import postgres_url
 
@@ -34,12 +34,12 @@ def settings(tmp_path: Path) -> Settings:
 def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated database on SQLite and, when reachable, PostgreSQL (else skipped, saying why)."""
     if request.param == "sqlite":
-        made = make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        made = migrated_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
         yield made
         made.dispose()
         return
     for url in postgres_url():
-        made = make_engine(url)
+        made = migrated_engine(url)
         yield made
         made.dispose()
 

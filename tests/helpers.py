@@ -6,8 +6,10 @@ import time
 
 from eth_account.signers.local import LocalAccount
 
-from ledger import contacts, messages
-from ledger.grants import Channel, GrantTerms
+from ledger.consent import messages
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
+from ledger.domain.grants import GrantTerms
 from ledger.runtime import Ledger
 
 PHONE = "+33 6 12 34 56 78"

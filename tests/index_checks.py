@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from ledger.chain import Chain
-from ledger.index_tables import ENTITIES, BlockRow, CheckpointRow, LogRow
-from ledger.indexed_state import IndexedState
-from ledger.indexer import decode
-from ledger.storage import transaction
+from ledger.chain.client import Chain
+from ledger.db.engine import transaction
+from ledger.index.indexer import decode
+from ledger.index.state import IndexedState
+from ledger.index.tables import ENTITIES, BlockRow, CheckpointRow, LogRow
 
 
 @dataclass

@@ -9,10 +9,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from ledger import messages, wallet
+from ledger.consent import messages, wallet
+from ledger.db.engine import transaction
 from ledger.runtime import Ledger
-from ledger.storage import transaction
-from ledger.usage_log import size
+from ledger.usage.log import size
 from tests.helpers import PHONE
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
@@ -163,7 +163,7 @@ def test_health_is_degraded_when_the_database_is_unavailable(
     from contextlib import contextmanager
 
     from api.routes import health
-    from ledger.storage import DatabaseUnavailable
+    from ledger.db.engine import DatabaseUnavailable
 
     @contextmanager
     def broken(_engine: object):  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ import io
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
+from ledger.db.engine import transaction
 from ledger.runtime import Ledger
-from ledger.storage import transaction
-from ledger.usage_log import size
+from ledger.usage.log import size
 from tests.helpers import PHONE, grant, sms_terms
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}

@@ -11,10 +11,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from ledger import apikeys, messages, sessions
-from ledger.apikeys import Role
-from ledger.linking import recent_outbox
+from ledger.consent import messages, signin
 from ledger.runtime import Ledger
+from ledger.services import apikeys
+from ledger.services.apikeys import Role
+from ledger.services.linking import recent_outbox
 from tests.helpers import PHONE, grant, sms_terms
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
@@ -22,7 +23,7 @@ DEADLINE = 2**40
 
 
 def consumer_auth(ledger: Ledger, account: LocalAccount) -> dict[str, str]:
-    token = sessions.issue_token(
+    token = signin.issue_token(
         account.address,
         datetime.now(UTC) + timedelta(minutes=5),
         ledger.settings.session_secret_bytes,

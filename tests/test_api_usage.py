@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from ledger import sessions
+from ledger.consent import signin
 from ledger.runtime import Ledger
 from tests.helpers import PHONE, grant, sms_terms
 
@@ -99,7 +99,7 @@ def test_a_consumer_signs_in_and_sees_who_contacted_them(
     record(client, company_auth, 2)
     challenge = client.post("/v1/auth/nonce").json()
     now = datetime.now(UTC)
-    text = sessions.SignInMessage(
+    text = signin.SignInMessage(
         domain=challenge["domain"],
         address=consumer.address,
         uri=challenge["uri"],

@@ -14,9 +14,10 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from ledger import apikeys, sessions
-from ledger.apikeys import Role
+from ledger.consent import signin
 from ledger.runtime import Ledger
+from ledger.services import apikeys
+from ledger.services.apikeys import Role
 
 ROLES = ("anonymous", "company", "other_company", "consumer", "regulator", "operator")
 
@@ -62,7 +63,7 @@ def credentials(ledger: Ledger, company: int) -> dict[str, dict[str, str]]:
         token, _ = apikeys.create_key(ledger.engine, role=role, company_id=company_id)
         return {"Authorization": f"Bearer {token}"}
 
-    consumer = sessions.issue_token(
+    consumer = signin.issue_token(
         Account.create().address,
         datetime.now(UTC) + timedelta(minutes=5),
         ledger.settings.session_secret_bytes,

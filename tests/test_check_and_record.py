@@ -9,11 +9,13 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import event, text
 
-from ledger import contacts, usage_log
-from ledger.grants import Channel
+from ledger.db.engine import connect, transaction
+from ledger.db.prepared import Prepared
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
-from ledger.storage import Prepared, connect, transaction
-from ledger.usage_log import GENESIS_HASH, UsageEntryBase
+from ledger.usage import log as usage_log
+from ledger.usage.log import GENESIS_HASH, UsageEntryBase
 from tests.helpers import PHONE, grant, sms_terms
 
 

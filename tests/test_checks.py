@@ -10,12 +10,13 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger import messages, usage_log
-from ledger.errors import ChainUnavailable, InvalidContact
-from ledger.grants import Channel
-from ledger.opposition import ImportMode, ListFormat, OppositionCache
+from ledger.consent import messages
+from ledger.db.engine import transaction
+from ledger.domain.channels import Channel
+from ledger.domain.errors import ChainUnavailable, InvalidContact
+from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
-from ledger.storage import transaction
+from ledger.usage import log as usage_log
 from tests.helpers import PHONE, grant, link, sms_terms
 
 

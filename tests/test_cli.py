@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.cli import app
-from ledger.errors import InvalidList
+from ledger.domain.errors import InvalidList
 
 runner = CliRunner()
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.contacts import ContactKind, commitment, parse_contact, parse_email, parse_phone
-from ledger.errors import InvalidContact
+from ledger.domain.contacts import ContactKind, commitment, parse_contact, parse_email, parse_phone
+from ledger.domain.errors import InvalidContact
 
 
 @pytest.mark.parametrize(

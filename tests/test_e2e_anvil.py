@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger import wallet
-from ledger.node import DEMO_ACCOUNTS, anvil_binary
+from ledger.chain.anvil import DEMO_ACCOUNTS, anvil_binary
+from ledger.consent import wallet
 from tests.helpers import PHONE
 
 CONSUMER, CONSUMER_KEY = DEMO_ACCOUNTS[0]
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
-CLI = [sys.executable, "-m", "ledger.cli"]
+CLI = [sys.executable, "-m", "api.cli"]
 
 try:
     anvil_binary()

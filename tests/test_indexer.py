@@ -15,10 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, update
 from sqlmodel import select
 
-from ledger import contacts, messages
-from ledger.errors import StaleNonce
-from ledger.grants import Channel
-from ledger.index_tables import (
+from ledger.consent import messages
+from ledger.db.engine import transaction
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
+from ledger.domain.errors import StaleNonce
+from ledger.index.indexer import Indexer
+from ledger.index.state import IndexedState
+from ledger.index.tables import (
     ENTITIES,
     BlockRow,
     CheckpointRow,
@@ -26,11 +30,9 @@ from ledger.index_tables import (
     GrantHistoryRow,
     LogRow,
 )
-from ledger.indexed_state import IndexedState
-from ledger.indexer import Indexer
 from ledger.runtime import Ledger
+from ledger.schema import migrated_engine
 from ledger.settings import Settings
-from ledger.storage import make_engine, transaction
 from tests.helpers import PHONE, grant, link, sms_terms
 from tests.index_checks import assert_index_matches_chain, dump, logged
 from tests.postgres import postgres_url
@@ -197,7 +199,7 @@ def test_a_rebuild_from_the_deployment_reaches_the_same_rows(
 ) -> None:
     every_kind_of_event(ledger, consumer)
     incremental = dump(ledger.engine)
-    fresh = make_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}")
+    fresh = migrated_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}")
     rebuilt = Indexer(ledger.chain, fresh, start_block=ledger.indexer.start_block)
     report = rebuilt.sync()
     assert report.caught_up and report.events == len(logged(ledger.engine))

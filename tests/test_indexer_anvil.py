@@ -27,14 +27,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from bench.workload import calldata, commitment, fill, terms
-from ledger.chain import Chain
-from ledger.errors import ChainUnavailable, StaleVersion
-from ledger.grants import Channel
-from ledger.indexer import Indexer
-from ledger.node import AnvilNode, anvil_binary
+from ledger.chain.anvil import AnvilNode, anvil_binary
+from ledger.chain.client import Chain
+from ledger.domain.channels import Channel
+from ledger.domain.errors import ChainUnavailable, StaleVersion
+from ledger.index.indexer import Indexer
 from ledger.runtime import Ledger
+from ledger.schema import migrated_engine
 from ledger.settings import DEV_OPERATOR_KEY, Settings
-from ledger.storage import make_engine
 from tests.helpers import PHONE, grant, link, signed_grant, sms_terms
 from tests.index_checks import assert_index_matches_chain, chain_keys, dump, logged
 
@@ -78,7 +78,7 @@ def rpc(chain: Chain, method: str, *params: Any) -> Any:
 
 
 def assert_rebuild_is_identical(ledger: Ledger, tmp_path: Path, name: str = "rebuilt") -> None:
-    fresh = make_engine(f"sqlite:///{tmp_path / f'{name}.sqlite3'}")
+    fresh = migrated_engine(f"sqlite:///{tmp_path / f'{name}.sqlite3'}")
     Indexer(ledger.chain, fresh, start_block=ledger.indexer.start_block).sync()
     assert dump(fresh) == dump(ledger.engine)
 
@@ -194,11 +194,11 @@ def test_an_indexer_killed_mid_sync_resumes_without_duplicates_or_gaps(
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    follower = make_engine(f"sqlite:///{database}")
+    follower = migrated_engine(f"sqlite:///{database}")
     indexed = logged(follower)
     assert len(indexed) == len(set(indexed))  # no duplicates
     assert set(indexed) == chain_keys(chain, head).logs  # no gaps
-    rebuilt = make_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}")
+    rebuilt = migrated_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite3'}")
     Indexer(chain, rebuilt, start_block=0).sync()
     assert dump(follower) == dump(rebuilt)
 
@@ -412,7 +412,7 @@ def test_transient_node_failures_are_retried_and_a_lost_send_is_not_sent_twice(
         assert receipt["status"] == 1
         sent = chain.w3.eth.get_transaction_count(chain.operator.address)
         assert sent == 2  # the deployment and one registration: nothing was sent twice
-        indexer = Indexer(chain, make_engine("sqlite://"), start_block=0)
+        indexer = Indexer(chain, migrated_engine("sqlite://"), start_block=0)
         assert indexer.sync().caught_up
     assert "eth_sendRawTransaction:lose" in proxy.seen and "eth_getLogs:drop" in proxy.seen
 

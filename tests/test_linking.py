@@ -18,8 +18,9 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from ledger import contacts
-from ledger.errors import (
+from ledger.db.engine import transaction
+from ledger.domain import contacts
+from ledger.domain.errors import (
     InvalidAddress,
     InvalidContact,
     LinkCodeRejected,
@@ -27,7 +28,8 @@ from ledger.errors import (
     RateLimited,
     SenderUnavailable,
 )
-from ledger.linking import (
+from ledger.runtime import Ledger
+from ledger.services.linking import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     LinkChallenge,
@@ -42,9 +44,7 @@ from ledger.linking import (
     sign_webhook,
     verify_and_attest,
 )
-from ledger.runtime import Ledger
 from ledger.settings import Settings
-from ledger.storage import transaction
 
 SALT = b"test-salt"
 ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

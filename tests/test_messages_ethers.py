@@ -20,8 +20,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
-from ledger import messages
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, GrantTerms
+from ledger.consent import messages
+from ledger.domain.channels import Channel
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, GrantTerms
 
 ROOT = Path(__file__).resolve().parent.parent
 ETHERS = ROOT / "node_modules" / "ethers"

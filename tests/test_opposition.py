@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from ledger import contacts
-from ledger.errors import InvalidContact, InvalidList, ListUnavailable
-from ledger.opposition import (
+from ledger.domain import contacts
+from ledger.domain.errors import InvalidContact, InvalidList, ListUnavailable
+from ledger.lists.cache import (
     DAY,
     ImportMode,
     ListFormat,

@@ -11,11 +11,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.exc import DatabaseError
 
-from ledger import usage_log
-from ledger.grants import Channel
+from ledger.db.engine import transaction
+from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.settings import Settings
-from ledger.storage import transaction
+from ledger.usage import log as usage_log
 from tests.helpers import PHONE, grant, link, sms_terms
 from tests.postgres import postgres_url
 

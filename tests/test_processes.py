@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
-from ledger import usage_log
-from ledger.checks import Checker
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, CompanyStatus, GrantRecord
-from ledger.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
-from ledger.storage import make_engine, transaction
+from ledger.db.engine import transaction
+from ledger.domain.channels import Channel
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, CompanyStatus, GrantRecord
+from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRecord
+from ledger.schema import migrated_engine
+from ledger.services.checks import Checker
+from ledger.usage import log as usage_log
 from tests.postgres import postgres_url
 
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -46,7 +48,7 @@ class FixedState:
 
 
 def worker(url: str, start: Any) -> int:  # start: a Manager's Barrier proxy
-    engine = make_engine(url)
+    engine = migrated_engine(url)
     checker = Checker(state=FixedState(), engine=engine, salt=b"s", default_region="FR")
     start.wait()  # every process starts recording at once
     allowed = 0
@@ -68,13 +70,13 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def test_several_processes_record_exactly_the_quota(url: str) -> None:
-    make_engine(url).dispose()  # migrate once before the workers race
+    migrated_engine(url).dispose()  # migrate once before the workers race
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(PROCESSES) as pool:
         barrier = manager.Barrier(PROCESSES)
         allowed = pool.starmap(worker, [(url, barrier)] * PROCESSES)
     assert sum(allowed) == QUOTA
-    engine = make_engine(url)
+    engine = migrated_engine(url)
     with transaction(engine) as session:
         assert usage_log.size(session) == PROCESSES * PER_PROCESS
         assert usage_log.verify_chain(session) is None

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, Channel, CompanyStatus, GrantRecord
-from ledger.quotas import OppositionStatus, Snapshot, decide, window_state
-from ledger.state import CompanyRecord, ConsumerRecord
+from ledger.domain.channels import Channel
+from ledger.domain.decision import OppositionStatus, Snapshot, decide
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, CompanyStatus, GrantRecord
+from ledger.domain.state import CompanyRecord, ConsumerRecord
+from ledger.domain.window import window_state
 
 # Wednesday 2026-09-02 12:00 Paris time (10:00 UTC).
 NOON_PARIS = int(datetime(2026, 9, 2, 10, 0, tzinfo=UTC).timestamp())

@@ -8,9 +8,10 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from ledger import contract, messages
-from ledger.errors import ExpiredSignature, InvalidSignature, StaleVersion, UnknownCompany
-from ledger.grants import Channel
+from ledger.chain import contract
+from ledger.consent import messages
+from ledger.domain.channels import Channel
+from ledger.domain.errors import ExpiredSignature, InvalidSignature, StaleVersion, UnknownCompany
 from ledger.runtime import Ledger
 from tests.helpers import grant, signed_grant, sms_terms
 

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis import Case
 
 from api.main import create_app
-from ledger import apikeys, sessions
-from ledger.apikeys import Role
+from ledger.consent import signin
 from ledger.runtime import Ledger
+from ledger.services import apikeys
+from ledger.services.apikeys import Role
 from ledger.settings import Settings
 
 REGULATOR_PATHS = ("/v1/companies", "/v1/keys", "/v1/usage/export")
@@ -53,7 +54,7 @@ AUTH = {
     "operator": _key(Role.OPERATOR),
     "consumer": {
         "Authorization": "Bearer "
-        + sessions.issue_token(
+        + signin.issue_token(
             Account.create().address,
             datetime.now(UTC) + timedelta(hours=1),
             LEDGER.settings.session_secret_bytes,

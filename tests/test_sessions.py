@@ -11,10 +11,10 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.engine import Engine
 
-from ledger import sessions
-from ledger.errors import InvalidInput
-from ledger.sessions import InvalidSignIn, InvalidToken, SignInMessage
-from ledger.storage import make_engine
+from ledger.consent import signin
+from ledger.consent.signin import InvalidSignIn, InvalidToken, SignInMessage
+from ledger.domain.errors import InvalidInput
+from ledger.schema import migrated_engine
 
 DOMAIN = "127.0.0.1:8000"
 SECRET = b"s" * 32
@@ -23,7 +23,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    return make_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    return migrated_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
 
 
 def message(account: LocalAccount, nonce: str, **kw: object) -> SignInMessage:
@@ -45,7 +45,7 @@ def signed(account: LocalAccount, text: str) -> bytes:
 
 
 def sign_in(engine: Engine, text: str, signature: bytes) -> tuple[str, str, datetime]:
-    return sessions.sign_in(
+    return signin.sign_in(
         engine,
         text=text,
         signature=signature,
@@ -59,16 +59,16 @@ def sign_in(engine: Engine, text: str, signature: bytes) -> tuple[str, str, date
 
 def test_a_signed_message_gives_a_token_for_its_address(engine: Engine) -> None:
     account = Account.create()
-    text = message(account, sessions.new_nonce(engine)).text()
+    text = message(account, signin.new_nonce(engine)).text()
     token, address, expires = sign_in(engine, text, signed(account, text))
     assert address == account.address
     assert expires == NOW + timedelta(seconds=900)
-    assert sessions.verify_token(token, SECRET, now=NOW) == account.address
+    assert signin.verify_token(token, SECRET, now=NOW) == account.address
 
 
 def test_the_message_text_round_trips_through_the_parser(engine: Engine) -> None:
     original = message(Account.create(), "abc123")
-    assert sessions.parse(original.text()) == original
+    assert signin.parse(original.text()) == original
 
 
 @pytest.mark.parametrize(
@@ -83,14 +83,14 @@ def test_messages_for_elsewhere_or_expired_are_refused(
     engine: Engine, change: dict[str, object], reason: str
 ) -> None:
     account = Account.create()
-    text = message(account, sessions.new_nonce(engine), **change).text()
+    text = message(account, signin.new_nonce(engine), **change).text()
     with pytest.raises(InvalidSignIn, match=reason):
         sign_in(engine, text, signed(account, text))
 
 
 def test_a_nonce_works_once(engine: Engine) -> None:
     account = Account.create()
-    text = message(account, sessions.new_nonce(engine)).text()
+    text = message(account, signin.new_nonce(engine)).text()
     sign_in(engine, text, signed(account, text))
     with pytest.raises(InvalidSignIn, match="nonce"):
         sign_in(engine, text, signed(account, text))
@@ -105,7 +105,7 @@ def test_an_invented_nonce_is_refused(engine: Engine) -> None:
 
 def test_another_accounts_signature_is_refused(engine: Engine) -> None:
     account = Account.create()
-    text = message(account, sessions.new_nonce(engine)).text()
+    text = message(account, signin.new_nonce(engine)).text()
     with pytest.raises(InvalidSignIn, match="not the address"):
         sign_in(engine, text, signed(Account.create(), text))
 
@@ -117,13 +117,13 @@ def test_garbage_is_invalid_input(engine: Engine) -> None:
 
 def test_tokens_expire_and_cannot_be_forged() -> None:
     address = Account.create().address
-    token = sessions.issue_token(address, NOW + timedelta(minutes=15), SECRET)
-    assert sessions.verify_token(token, SECRET, now=NOW) == address
+    token = signin.issue_token(address, NOW + timedelta(minutes=15), SECRET)
+    assert signin.verify_token(token, SECRET, now=NOW) == address
     with pytest.raises(InvalidToken, match="expired"):
-        sessions.verify_token(token, SECRET, now=NOW + timedelta(minutes=16))
+        signin.verify_token(token, SECRET, now=NOW + timedelta(minutes=16))
     with pytest.raises(InvalidToken, match="bad signature"):
-        sessions.verify_token(token, b"other secret", now=NOW)
+        signin.verify_token(token, b"other secret", now=NOW)
     other = Account.create().address
     forged = token.replace(address, other)
     with pytest.raises(InvalidToken, match="bad signature"):
-        sessions.verify_token(forged, SECRET, now=NOW)
+        signin.verify_token(forged, SECRET, now=NOW)

@@ -10,10 +10,12 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ledger import usage_log
-from ledger.index_tables import CheckpointRow
-from ledger.storage import DatabaseUnavailable, Prepared, connect, make_engine
-from ledger.usage_log import UsageEntry, UsageEntryBase
+from ledger.db.engine import DatabaseUnavailable, connect
+from ledger.db.prepared import Prepared
+from ledger.index.tables import CheckpointRow
+from ledger.schema import migrated_engine
+from ledger.usage import log as usage_log
+from ledger.usage.log import UsageEntry, UsageEntryBase
 
 LOG = UsageEntry.__table__  # type: ignore[attr-defined]
 
@@ -62,7 +64,7 @@ def test_a_missing_parameter_raises_rather_than_binding_null(db_engine: Engine) 
 def test_a_bind_the_driver_would_need_converted_is_refused() -> None:
     checkpoint = CheckpointRow.__table__  # type: ignore[attr-defined]
     float_bind = Prepared(select(checkpoint).where(checkpoint.c.synced_at > bindparam("t")))
-    engine = make_engine("sqlite://")
+    engine = migrated_engine("sqlite://")
     with connect(engine, read_only=True) as conn, pytest.raises(TypeError, match="FLOAT"):
         float_bind.rows(conn, t=1.0)
     engine.dispose()
@@ -75,7 +77,7 @@ def test_driver_errors_surface_as_sqlalchemy_errors(db_engine: Engine) -> None:
 
 
 def test_an_operational_error_makes_the_database_unavailable(sqlite_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{sqlite_path}")
+    engine = migrated_engine(f"sqlite:///{sqlite_path}")
     broken = Prepared(text("SELECT seq FROM no_such_table"))  # OperationalError on SQLite
     with pytest.raises(DatabaseUnavailable, match="no such table"), connect(engine) as conn:
         broken.rows(conn)
@@ -98,7 +100,7 @@ def _other_writer_can_lock(path: Path) -> bool:
 def test_on_sqlite_a_read_only_snapshot_leaves_the_write_lock_to_writers(
     sqlite_path: Path,
 ) -> None:
-    engine = make_engine(f"sqlite:///{sqlite_path}")
+    engine = migrated_engine(f"sqlite:///{sqlite_path}")
     with connect(engine, read_only=True) as conn:
         usage_log.allowed_times(conn, consumer="0xabc", since=0)
         assert _other_writer_can_lock(sqlite_path)

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 
-from ledger import usage_log
-from ledger.storage import make_engine, transaction
-from ledger.usage_log import GENESIS_HASH, UsageEntryBase
+from ledger.db.engine import transaction
+from ledger.schema import migrated_engine
+from ledger.usage import log as usage_log
+from ledger.usage.log import GENESIS_HASH, UsageEntryBase
 
 
 def entry(at: int, decision: str = "allowed") -> UsageEntryBase:
@@ -28,7 +29,7 @@ def entry(at: int, decision: str = "allowed") -> UsageEntryBase:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'log.sqlite3'}")
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'log.sqlite3'}")
     yield engine
     engine.dispose()
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api.deps import LedgerDep
 from api.schemas import NonceOut, SignInIn, TokenOut
-from ledger import sessions
+from ledger.consent import signin
 
 router = APIRouter(prefix="/v1/auth", tags=["consumer"])
 
@@ -18,7 +18,7 @@ def nonce(ledger: LedgerDep) -> NonceOut:
     """Return a single-use nonce for an EIP-4361 sign-in message."""
     authority = ledger.settings.sign_in_authority
     return NonceOut(
-        nonce=sessions.new_nonce(ledger.engine),
+        nonce=signin.new_nonce(ledger.engine),
         domain=authority,
         uri=f"http://{authority}",
         chain_id=ledger.chain.chain_id,
@@ -28,7 +28,7 @@ def nonce(ledger: LedgerDep) -> NonceOut:
 @router.post("/token", response_model=TokenOut)
 def token(body: SignInIn, ledger: LedgerDep) -> TokenOut:
     """Exchange a signed sign-in message for a short-lived consumer token."""
-    issued, consumer, expires = sessions.sign_in(
+    issued, consumer, expires = signin.sign_in(
         ledger.engine,
         text=body.message,
         signature=bytes.fromhex(body.signature[2:]),

@@ -25,10 +25,11 @@ from api.schemas import (
     ReasonOut,
     ReceiptOut,
 )
-from ledger import bulk, idempotency
-from ledger.checks import CheckResult
-from ledger.grants import Channel
+from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
+from ledger.services import bulk
+from ledger.services.checks import CheckResult
+from ledger.usage import idempotency
 
 router = APIRouter(prefix="/v1", tags=["company"])
 SCRUB_CHUNK_ROWS = 500  # rows checked per worker-thread hop while streaming a scrub

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path
 
 from api.deps import LedgerDep, RegulatorDep
 from api.schemas import CompanyIn, CompanyOut, KeyInfo, KeyOut, TxOut
-from ledger import apikeys, companies
-from ledger.apikeys import Role
-from ledger.errors import UnknownCompany
-from ledger.grants import CompanyStatus
+from ledger.domain.errors import UnknownCompany
+from ledger.domain.grants import CompanyStatus
+from ledger.services import apikeys, companies
+from ledger.services.apikeys import Role
 
 router = APIRouter(tags=["regulator"])
 CompanyId = Annotated[int, Path(gt=0, lt=1 << 63)]

@@ -20,7 +20,7 @@ from api.schemas import (
     SignedUnlink,
     TxOut,
 )
-from ledger import consumer_views, linking
+from ledger.services import consumer_views, linking
 
 router = APIRouter(tags=["consumer"])
 

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CompanyDep, LedgerDep
 from api.schemas import GrantEventOut
-from ledger import notifications
-from ledger.grants import Channel
-from ledger.notifications import GrantEvent
+from ledger.domain.channels import Channel
+from ledger.services import notifications
+from ledger.services.notifications import GrantEvent
 
 router = APIRouter(tags=["company"])
 POLL_SECONDS = 1.0

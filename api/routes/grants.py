@@ -18,8 +18,9 @@ from api.schemas import (
     TxOut,
     TypedDataOut,
 )
-from ledger import messages
-from ledger.grants import Channel, GrantTerms
+from ledger.consent import messages
+from ledger.domain.channels import Channel
+from ledger.domain.grants import GrantTerms
 
 router = APIRouter(prefix="/v1/grants", tags=["consumer"])
 

@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
 from api.schemas import DomainOut, HealthOut, LedgerOut, ListHealthOut
-from ledger.errors import LedgerError
-from ledger.messages import DOMAIN_NAME, DOMAIN_VERSION
-from ledger.storage import transaction
+from ledger.consent.messages import DOMAIN_NAME, DOMAIN_VERSION
+from ledger.db.engine import transaction
+from ledger.domain.errors import LedgerError
 
 router = APIRouter(tags=["operator"])
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import LedgerDep, OperatorDep
 from api.schemas import ListImportOut, ListOut
-from ledger.opposition import ImportMode, ListFormat, OppositionListBase
+from ledger.lists.cache import ImportMode, ListFormat, OppositionListBase
 
 router = APIRouter(prefix="/v1/lists", tags=["operator"])
 

@@ -13,11 +13,11 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import CompanyDep, ConsumerDep, LedgerDep, RegulatorDep
 from api.schemas import ChannelName, ContactedOut, EntryOut, EntryPage, OutcomeIn, ReceiptOut
-from ledger import usage_log
-from ledger.errors import NotFound
-from ledger.grants import Channel
-from ledger.storage import transaction
-from ledger.usage_log import Decision, Outcome, UsageEntry
+from ledger.db.engine import transaction
+from ledger.domain.channels import Channel
+from ledger.domain.errors import NotFound
+from ledger.usage import log as usage_log
+from ledger.usage.log import Decision, Outcome, UsageEntry
 
 router = APIRouter(tags=["company"])
 PageSize = Annotated[int, Query(ge=1, le=1000)]

@@ -1,0 +1,89 @@
+"""The installed ``quota-ledger`` command: ``ledger.cli`` plus the commands that serve the API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from api.main import create_app
+from ledger.chain.anvil import DEMO_ACCOUNTS, AnvilNode
+from ledger.cli import ChainOpt, DataDirOpt, app, console, exit_on_sigterm, main, settings_from
+from ledger.runtime import Ledger
+from ledger.settings import ChainKind
+
+
+@app.command()
+def up(
+    chain: ChainOpt = None,
+    data_dir: DataDirOpt = None,
+    host: Annotated[str | None, typer.Option(help="API address")] = None,
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+) -> None:
+    """Start everything: a local anvil node (persistent), the contract, the API."""
+    settings = settings_from(chain, data_dir)
+    node = None
+    rpc_url = settings.rpc_url
+    if settings.chain is ChainKind.ANVIL:
+        node = AnvilNode(
+            data_dir=settings.data_dir,
+            port=settings.anvil_port,
+            state_interval=settings.anvil_state_interval,
+        )
+        node.start()
+        rpc_url = node.url
+    # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it lets `finally` stop anvil.
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        ledger = Ledger.open(settings, rpc_url=rpc_url)
+        _announce(ledger, rpc_url, host or settings.api_host, port or settings.api_port)
+        _serve(ledger, host or settings.api_host, port or settings.api_port)
+    finally:
+        if node is not None:
+            node.stop()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="API address")] = None,
+    port: Annotated[int | None, typer.Option(help="API port")] = None,
+) -> None:
+    """Serve the API against the node at QL_RPC_URL (no local node is started)."""
+    settings = settings_from(ChainKind.RPC)
+    ledger = Ledger.open(settings)
+    _announce(ledger, settings.rpc_url, host or settings.api_host, port or settings.api_port)
+    _serve(ledger, host or settings.api_host, port or settings.api_port)
+
+
+def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None:
+    recovery = ledger.recovery
+    console.print(
+        f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs"
+    )
+    console.print(f"chain {ledger.chain.chain_id} at {rpc_url or 'in-process memory'}")
+    console.print(f"ledger contract {ledger.chain.address}")
+    if recovery.lost_blocks:
+        console.print(
+            f"[yellow]the node had lost blocks: {len(recovery.replayed)} operator transactions "
+            f"replayed, {len(recovery.dropped)} refused on replay (see the log)[/yellow]"
+        )
+    console.print("demo consumer wallets (development keys, public):")
+    for address, key in DEMO_ACCOUNTS:
+        console.print(f"  {address}  key {key}")
+
+
+def _serve(ledger: Ledger, host: str, port: int) -> None:
+
+    logging.basicConfig(level=logging.INFO)
+    follower = ledger.follow_index()  # checks read the index: keep it up with the chain
+    try:
+        uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
+    finally:
+        follower.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Relaying: consumers' signed messages and the operator's own writes, journaled.
+
+A signed message is verified off-chain (signature, deadline, version or nonce) and then
+simulated before it is sent, so a bad one gets a clear error and costs no gas. Every transaction
+the operator sends is journaled with its calldata and block: if the node later loses blocks (an
+unclean stop of a local node), the journal replays what the chain forgot. A relay returns only
+once ``on_mined`` has seen its block (the runtime makes the event index cover it), so a check
+made right after a relayed grant or revocation sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from sqlalchemy import BigInteger
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel
+from web3.types import TxReceipt
+
+from ledger.chain.client import Chain
+from ledger.consent import messages
+from ledger.db.engine import transaction
+from ledger.domain.errors import InvalidSignature, StaleNonce, StaleVersion
+from ledger.domain.grants import GrantTerms
+
+
+class OperatorTx(SQLModel, table=True):
+    """One transaction the operator sent: enough to send it again."""
+
+    __tablename__ = "operator_tx"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sent_at: datetime
+    method: str
+    calldata: str  # hex, without 0x
+    tx_hash: str
+    block_number: int = Field(sa_type=BigInteger, index=True)
+    block_hash: str
+
+
+class Relayer:
+    """Sends the operator's transactions and relays consumers' signed messages.
+
+    Example:
+        >>> relayer = Relayer(chain, engine)
+        >>> relayer.set_grant(consumer, terms, version=0, deadline=d, signature=sig)
+    """
+
+    def __init__(
+        self, chain: Chain, engine: Engine, *, on_mined: Callable[[int], None] | None = None
+    ) -> None:
+        self.chain = chain
+        self.engine = engine
+        self.on_mined = on_mined
+
+    def submit(self, method: str, *args: Any) -> TxReceipt:
+        """Simulates, sends and journals one contract call from the operator.
+
+        Returns once the transaction is mined, journaled and seen by ``on_mined``.
+        """
+        contract = self.chain.contract
+        receipt = self.chain.transact(getattr(contract.functions, method)(*args))
+        calldata = bytes.fromhex(contract.encode_abi(method, args=list(args))[2:])
+        journal(self.engine, method, calldata, receipt)
+        if self.on_mined is not None:
+            self.on_mined(int(receipt["blockNumber"]))
+        return receipt
+
+    # ----- operator writes -----
+
+    def register_company(self, company_id: int, name: str, admin: str) -> TxReceipt:
+        return self.submit("registerCompany", company_id, name, to_checksum_address(admin))
+
+    def suspend_company(self, company_id: int) -> TxReceipt:
+        return self.submit("suspendCompany", company_id)
+
+    def reinstate_company(self, company_id: int) -> TxReceipt:
+        return self.submit("reinstateCompany", company_id)
+
+    def attest_link(self, consumer: str, commitment: bytes) -> TxReceipt:
+        return self.submit("attestLink", to_checksum_address(consumer), commitment)
+
+    # ----- consumers' signed messages -----
+
+    def set_grant(
+        self, consumer: str, terms: GrantTerms, *, version: int, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Relays a signed ``SetGrant``.
+
+        Raises:
+            InvalidSignature, ExpiredSignature, StaleVersion: the message is refused (no gas spent).
+        """
+        doc = messages.set_grant(
+            self.chain.domain, consumer=consumer, terms=terms, version=version, deadline=deadline
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_version(consumer, terms.company_id, int(terms.channel), version)
+        return self.submit(
+            "setGrantBySig",
+            to_checksum_address(consumer),
+            terms.as_tuple(),
+            version,
+            deadline,
+            signature,
+        )
+
+    def revoke_grant(
+        self,
+        consumer: str,
+        *,
+        company_id: int,
+        channel: int,
+        version: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxReceipt:
+        """Relays a signed ``RevokeGrant`` (same refusals as ``set_grant``)."""
+        doc = messages.revoke_grant(
+            self.chain.domain,
+            consumer=consumer,
+            company_id=company_id,
+            channel=channel,
+            version=version,
+            deadline=deadline,
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_version(consumer, company_id, channel, version)
+        return self.submit(
+            "revokeGrantBySig",
+            to_checksum_address(consumer),
+            company_id,
+            channel,
+            version,
+            deadline,
+            signature,
+        )
+
+    def revoke_all(
+        self, consumer: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Relays a signed ``RevokeAll``: every grant of the consumer stops at once.
+
+        Raises:
+            InvalidSignature, ExpiredSignature, StaleNonce: the message is refused (no gas spent).
+        """
+        doc = messages.revoke_all(
+            self.chain.domain, consumer=consumer, nonce=nonce, deadline=deadline
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "revokeAllBySig", to_checksum_address(consumer), nonce, deadline, signature
+        )
+
+    def set_global_cap(
+        self,
+        consumer: str,
+        *,
+        max_contacts: int,
+        period: int,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+    ) -> TxReceipt:
+        """Relays a signed ``SetGlobalCap`` ((0, 0) removes the cap; same refusals as above)."""
+        doc = messages.set_global_cap(
+            self.chain.domain,
+            consumer=consumer,
+            max_contacts=max_contacts,
+            period=period,
+            nonce=nonce,
+            deadline=deadline,
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "setGlobalCapBySig",
+            to_checksum_address(consumer),
+            max_contacts,
+            period,
+            nonce,
+            deadline,
+            signature,
+        )
+
+    def unlink(
+        self, consumer: str, *, commitment: bytes, nonce: int, deadline: int, signature: bytes
+    ) -> TxReceipt:
+        """Relays a signed ``Unlink``: the consumer's grants stop reaching that contact."""
+        doc = messages.unlink(
+            self.chain.domain,
+            consumer=consumer,
+            commitment=commitment,
+            nonce=nonce,
+            deadline=deadline,
+        )
+        self._verify(doc, consumer, signature, deadline)
+        self._check_nonce(consumer, nonce)
+        return self.submit(
+            "unlinkBySig", to_checksum_address(consumer), commitment, nonce, deadline, signature
+        )
+
+    def _check_nonce(self, consumer: str, nonce: int) -> None:
+        current = self.chain.nonce(consumer)
+        if current != nonce:
+            raise StaleNonce(to_checksum_address(consumer), current)
+
+    def _check_version(self, consumer: str, company_id: int, channel: int, version: int) -> None:
+        current = self.chain.grant_version(consumer, company_id, channel)
+        if current != version:
+            raise StaleVersion(version, current)
+
+    def _verify(self, doc: dict[str, Any], consumer: str, signature: bytes, deadline: int) -> None:
+        messages.check_deadline(deadline, int(time.time()))
+        if len(signature) == 65 and messages.recover(doc, signature) == to_checksum_address(
+            consumer
+        ):
+            return
+        # Not the EOA's signature: it may still be a smart-contract wallet's (ERC-1271).
+        if self.chain.has_code(consumer):
+            signable = encode_typed_data(full_message=doc)
+            digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
+            if self.chain.is_valid_erc1271(consumer, digest, signature):
+                return
+        raise InvalidSignature(consumer)
+
+
+def journal(engine: Engine, method: str, calldata: bytes, receipt: TxReceipt) -> None:
+    """Records a mined operator transaction."""
+    with transaction(engine) as session:
+        session.add(
+            OperatorTx(
+                sent_at=datetime.now(UTC),
+                method=method,
+                calldata=calldata.hex(),
+                tx_hash=bytes(receipt["transactionHash"]).hex(),
+                block_number=int(receipt["blockNumber"]),
+                block_hash=bytes(receipt["blockHash"]).hex(),
+            )
+        )

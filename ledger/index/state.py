@@ -1,0 +1,308 @@
+"""Ledger state for decisions, answered from the event index and refused when it lags.
+
+``IndexedState`` implements ``LedgerState``: ``head`` is the index's checkpoint block, and every
+read returns the state at a given indexed block (the current row when it is not newer, else
+the newest history row at or before that block), so a decision reads one consistent state
+even while the indexer moves on. ``head`` compares the checkpoint with the node's head and
+raises ``LedgerStale`` when the index is behind by more than the configured blocks or seconds,
+ahead of the node (blocks being rolled back), or when the node cannot be reached: the decision
+is then a refusal, never a silent allow.
+
+Reads are read-only snapshots (no write lock on SQLite) through prepared statements; the
+reads of one decision can share one snapshot (``snapshot``).
+
+Example:
+    >>> state = IndexedState(chain=chain, engine=engine, max_lag_blocks=5, max_lag_seconds=10)
+    >>> block = state.head().number
+    >>> with state.snapshot() as reads:
+    ...     reads.grant(consumer, 1, Channel.SMS, block).active
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.chain.client import Chain
+from ledger.db.engine import connect
+from ledger.db.prepared import Prepared
+from ledger.domain.errors import ChainUnavailable, LedgerStale
+from ledger.domain.grants import CompanyStatus, GrantRecord
+from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
+from ledger.index.tables import COMPANY, CONSUMER, GRANT, LINK, CheckpointRow, Entity
+
+_MAX_DB_ID = 1 << 63
+
+
+@dataclass(frozen=True, slots=True)
+class IndexLag:
+    """How far the index is behind the node, and whether that is too far."""
+
+    index_block: int | None  # the checkpoint (None: nothing indexed yet)
+    head_block: int | None  # the node's head (None: the node cannot be reached)
+    lag_blocks: int  # blocks behind the head, beyond the confirmation depth
+    lag_seconds: float  # seconds since the index last matched the head (0 when it does)
+    stale: bool
+    detail: str = ""
+
+
+class IndexedState:
+    """``LedgerState`` from the index tables, pinned to the index's checkpoint block."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        engine: Engine,
+        confirmations: int = 0,
+        max_lag_blocks: int = 5,
+        max_lag_seconds: float = 10.0,
+        head_ttl: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.chain = chain
+        self.engine = engine
+        self.confirmations = confirmations
+        self.max_lag_blocks = max_lag_blocks
+        self.max_lag_seconds = max_lag_seconds
+        self.clock = clock
+        # The node's head is asked at most every `head_ttl` seconds: under load most checks
+        # reuse a head a few milliseconds old instead of paying a request each (a failed
+        # request is never reused, so an unreachable node is noticed as soon as it expires).
+        self.head_ttl = head_ttl
+        self._seen: tuple[float, BlockRef] | None = None
+
+    def lag(self) -> IndexLag:
+        """Measures the lag now (one read of the checkpoint, one request to the node)."""
+        return self._measure()[0]
+
+    def _measure(self) -> tuple[IndexLag, dict[str, Any] | None]:
+        # The checkpoint is read in a transaction of its own, closed before the node may be
+        # asked for its head: no database connection waits on a slow or unreachable node.
+        with connect(self.engine, read_only=True) as conn:
+            checkpoint = _checkpoint(conn)
+        return self._lag(checkpoint), checkpoint
+
+    def _lag(self, checkpoint: dict[str, Any] | None) -> IndexLag:
+        now = self.clock()
+        try:
+            tip = self._node_head(checkpoint)
+        except ChainUnavailable as exc:
+            since = 0.0 if checkpoint is None else max(0.0, now - checkpoint["synced_at"])
+            index_block = None if checkpoint is None else int(checkpoint["block_number"])
+            return IndexLag(index_block, None, 0, since, True, f"node unreachable: {exc.message}")
+        head = tip.number
+        if checkpoint is None:
+            return IndexLag(None, head, head + 1, 0.0, True, "nothing indexed yet")
+        indexed = int(checkpoint["block_number"])
+        expected = head - self.confirmations
+        replaced = indexed == head and checkpoint["block_hash"] != tip.hash.hex()
+        if indexed > head or replaced:
+            # The node lost or replaced blocks the index holds, and the indexer has not rolled
+            # back yet: the index may answer from blocks that are no longer on chain.
+            return IndexLag(indexed, head, 0, 0.0, True, "the node reorganised the indexed blocks")
+        behind = max(0, expected - indexed)
+        seconds = 0.0 if behind == 0 else max(0.0, now - float(checkpoint["synced_at"]))
+        stale = behind > self.max_lag_blocks or seconds > self.max_lag_seconds
+        return IndexLag(indexed, head, behind, seconds, stale)
+
+    def _node_head(self, checkpoint: dict[str, Any] | None) -> BlockRef:
+        seen = self._seen
+        now = time.monotonic()
+        if seen is not None and now - seen[0] < self.head_ttl:
+            head = seen[1]
+            # A remembered head behind the index, or another block at its height, is out of
+            # date rather than a reorg: only the node itself can tell.
+            if checkpoint is None or head.number > checkpoint["block_number"]:
+                return head
+            if (
+                head.number == checkpoint["block_number"]
+                and head.hash.hex() == checkpoint["block_hash"]
+            ):
+                return head
+        tip = self.chain.head()
+        self._seen = (now, tip)
+        return tip
+
+    # ----- LedgerState -----
+
+    def head(self) -> BlockRef:
+        """The checkpoint block, when the index is fresh enough to decide on.
+
+        Raises:
+            LedgerStale: the index lags beyond its bounds, or the node cannot be reached.
+        """
+        lag, checkpoint = self._measure()
+        if lag.stale or checkpoint is None:
+            detail = f"({lag.detail})" if lag.detail else ""
+            raise LedgerStale(lag.lag_blocks, lag.lag_seconds, detail)
+        return BlockRef(
+            int(checkpoint["block_number"]),
+            bytes.fromhex(checkpoint["block_hash"]),
+            int(checkpoint["block_timestamp"]),
+        )
+
+    def company(self, company_id: int, block: int) -> CompanyRecord:
+        with self.snapshot() as reads:
+            return reads.company(company_id, block)
+
+    def link(self, commitment: bytes, block: int) -> LinkRecord:
+        with self.snapshot() as reads:
+            return reads.link(commitment, block)
+
+    def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
+        with self.snapshot() as reads:
+            return reads.grant(consumer, company_id, channel, block)
+
+    def consumer(self, consumer: str, block: int) -> ConsumerRecord:
+        with self.snapshot() as reads:
+            return reads.consumer(consumer, block)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[LedgerState]:
+        """The state reads made through the yielded state share one database snapshot.
+
+        A decision reads the company, the link, the grant and the consumer at one block: one
+        read transaction for all of them instead of one each. Hold it only for those reads
+        (it keeps a pooled connection); ask ``head`` before opening it, since ``head`` may
+        wait on the node.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be read.
+        """
+        with connect(self.engine, read_only=True) as conn:
+            yield _SnapshotReads(self, conn)
+
+
+@dataclass(slots=True)
+class _SnapshotReads:
+    """``LedgerState`` on one open read transaction (see ``IndexedState.snapshot``)."""
+
+    state: IndexedState
+    conn: Connection
+    # Addresses known to be in the index's (checksummed) form: a decision reads a link, then
+    # the grant and record of the consumer it names, with no keccak for that consumer.
+    _addresses: dict[str, str] = field(default_factory=dict)
+
+    def head(self) -> BlockRef:
+        return self.state.head()
+
+    def company(self, company_id: int, block: int) -> CompanyRecord:
+        row = None
+        if 0 <= company_id < _MAX_DB_ID:
+            row = _at(self.conn, _COMPANY, block, company_id=company_id)
+        state = COMPANY.empty if row is None else row
+        return CompanyRecord(str(state["admin"]), CompanyStatus(int(state["status"])))
+
+    def link(self, commitment: bytes, block: int) -> LinkRecord:
+        row = _at(self.conn, _LINK, block, commitment=commitment.hex())
+        if row is None or row["consumer"] is None:
+            return LinkRecord(None, 0)
+        consumer = str(row["consumer"])
+        self._addresses[consumer] = consumer  # the indexer stores addresses checksummed
+        return LinkRecord(consumer, int(row["linked_at"]))
+
+    def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
+        who = self._checksum(consumer)
+        grant_row = None
+        if 0 <= company_id < _MAX_DB_ID:
+            grant_row = _at(
+                self.conn, _GRANT, block, consumer=who, company_id=company_id, channel=channel
+            )
+        consumer_row = _at(self.conn, _CONSUMER, block, consumer=who)
+        g = GRANT.empty if grant_row is None else grant_row
+        epoch = 0 if consumer_row is None else int(consumer_row["epoch"])
+        # The contract's isGrantActive: set, not revoked, and not cleared by a revoke-all.
+        active = int(g["max_contacts"]) != 0 and int(g["epoch"]) == epoch
+        return GrantRecord(
+            int(g["max_contacts"]),
+            int(g["period"]),
+            int(g["valid_from"]),
+            int(g["valid_until"]),
+            int(g["hours_mask"]),
+            int(g["days_mask"]),
+            int(g["version"]),
+            int(g["epoch"]),
+            active,
+        )
+
+    def consumer(self, consumer: str, block: int) -> ConsumerRecord:
+        row = _at(self.conn, _CONSUMER, block, consumer=self._checksum(consumer))
+        state = CONSUMER.empty if row is None else row
+        return ConsumerRecord(
+            int(state["epoch"]),
+            int(state["cap_max"]),
+            int(state["cap_period"]),
+            int(state["link_count"]),
+        )
+
+    def _checksum(self, address: str) -> str:
+        checksummed = self._addresses.get(address)
+        if checksummed is None:
+            checksummed = self._addresses[address] = str(to_checksum_address(address))
+        return checksummed
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A prepared read of whole rows, returned as dicts by column name."""
+
+    statement: Prepared
+    columns: tuple[str, ...]
+
+    @classmethod
+    def of(cls, table: Table, *where: Any, order_by: tuple[Any, ...] = ()) -> _Rows:
+        query = select(table).where(*where).order_by(*order_by).limit(1)
+        return cls(Prepared(query), tuple(column.name for column in table.columns))
+
+    def first(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
+        row = self.statement.first(conn, **params)
+        return None if row is None else dict(zip(self.columns, row, strict=True))
+
+
+@dataclass(frozen=True)
+class _EntityReads:
+    """An entity's current row by key, and its newest history row at or before a block."""
+
+    current: _Rows
+    history: _Rows
+
+    @classmethod
+    def of(cls, entity: Entity) -> _EntityReads:
+        current, history = entity.current_table, entity.history_table
+        return cls(
+            _Rows.of(current, *(current.c[k] == bindparam(k) for k in entity.key)),
+            _Rows.of(
+                history,
+                *(history.c[k] == bindparam(k) for k in entity.key),
+                history.c.block_number <= bindparam("block"),
+                order_by=(history.c.block_number.desc(), history.c.log_index.desc()),
+            ),
+        )
+
+
+_COMPANY = _EntityReads.of(COMPANY)
+_LINK = _EntityReads.of(LINK)
+_GRANT = _EntityReads.of(GRANT)
+_CONSUMER = _EntityReads.of(CONSUMER)
+_CHECKPOINT = _Rows.of(CheckpointRow.__table__)  # type: ignore[attr-defined]
+
+
+def _checkpoint(conn: Connection) -> dict[str, Any] | None:
+    return _CHECKPOINT.first(conn)
+
+
+def _at(conn: Connection, reads: _EntityReads, block: int, **key: Any) -> dict[str, Any] | None:
+    """The entity's state at ``block``: None when it had none yet."""
+    row = reads.current.first(conn, **key)
+    if row is None or row["block_number"] <= block:
+        return row
+    # Changed after ``block``: the newest change at or before it, from the history.
+    return reads.history.first(conn, **key, block=block)

@@ -1,0 +1,271 @@
+"""Check and check-and-record: the question every company asks before a contact.
+
+The ledger state is read at one block; the usage window is counted and (when recording) the
+entry appended inside one database transaction, so N concurrent requests against a quota of
+k record exactly k. When the ledger state or the database cannot be trusted the answer is a
+refusal naming why, never an allow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.db.engine import DatabaseUnavailable, connect
+from ledger.domain import contacts
+from ledger.domain.channels import Channel
+from ledger.domain.decision import Decision, OppositionStatus, Reason, Snapshot, decide
+from ledger.domain.errors import InvalidContact, LedgerStale, ListUnavailable, Unavailable
+from ledger.domain.grants import CompanyStatus, GrantRecord
+from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState
+from ledger.domain.window import window_state
+from ledger.lists.cache import OppositionCache
+from ledger.usage import log as usage_log
+from ledger.usage.log import Receipt, UsageEntryBase
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    decision: Decision
+    contact: contacts.Contact
+    receipt: Receipt | None = None
+
+
+@runtime_checkable
+class SnapshotState(Protocol):
+    """A ledger state whose reads at one block can share one database snapshot (the index)."""
+
+    def snapshot(self) -> AbstractContextManager[LedgerState]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _LedgerView:
+    block_number: int
+    company: CompanyRecord
+    consumer: str | None
+    grant: GrantRecord | None
+    consumer_record: ConsumerRecord | None
+
+
+class Checker:
+    """Answers checks from the ledger state (chain or index) and the usage log.
+
+    Example:
+        >>> checker = Checker(state=chain, engine=engine, salt=b"...", default_region="FR")
+        >>> checker.check(company_id=1, contact="+33612345678", channel=Channel.SMS, record=True)
+    """
+
+    def __init__(
+        self,
+        *,
+        state: LedgerState,
+        engine: Engine,
+        salt: bytes,
+        default_region: str,
+        lists: OppositionCache | None = None,
+    ) -> None:
+        self.state = state  # through the setter below
+        self.engine = engine
+        self.salt = salt
+        self.default_region = default_region
+        self.lists = lists  # None: no opposition list, so opt-out regimes refuse (fail closed)
+
+    @property
+    def state(self) -> LedgerState:
+        return self._state
+
+    @state.setter
+    def state(self, state: LedgerState) -> None:
+        self._state = state
+        # Told apart once here, not on every check: a runtime protocol check costs microseconds.
+        self._snapshot: Callable[[], AbstractContextManager[LedgerState]] = (
+            state.snapshot
+            if isinstance(state, SnapshotState)
+            else lambda: nullcontext(state)  # the chain pins each read to the block itself
+        )
+
+    def check(
+        self,
+        *,
+        company_id: int,
+        contact: str,
+        channel: Channel,
+        record: bool = False,
+        now: int | None = None,
+    ) -> CheckResult:
+        """Decides whether ``company_id`` may contact ``contact`` on ``channel`` now.
+
+        Args:
+            company_id: the asking company.
+            contact: a phone number in any usual format, or an e-mail address.
+            channel: the channel of the contact.
+            record: also append the contact to the usage log (atomically with the count).
+            now: unix time of the contact (default: the current time).
+
+        Returns:
+            The decision, the normalised contact, and a receipt when a contact was recorded.
+
+        Raises:
+            InvalidContact: the contact cannot be parsed or does not fit the channel.
+        """
+        parsed = contacts.parse_contact(contact, default_region=self.default_region)
+        _check_channel(parsed, channel)
+        at = int(time.time()) if now is None else now
+        commitment = contacts.commitment(parsed, self.salt)
+        try:
+            view = self._read_state(company_id, commitment, channel)
+        except Unavailable as exc:
+            # The index reads SQL too: a database outage here is named as such.
+            code = (
+                "ledger_stale"
+                if isinstance(exc, LedgerStale)
+                else "database_unavailable"
+                if isinstance(exc, DatabaseUnavailable)
+                else "ledger_unavailable"
+            )
+            refusal = Decision(False, [Reason(code, exc.message)])
+            return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
+        try:
+            opposition = (
+                OppositionStatus()
+                if self.lists is None
+                else self.lists.status(parsed, company_id=company_id)
+            )
+        except ListUnavailable as exc:
+            refusal = Decision(False, [Reason(exc.code, exc.message)], consumer=view.consumer)
+            return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
+        except DatabaseUnavailable as exc:
+            return CheckResult(
+                Decision(False, [Reason("database_unavailable", exc.message)]), parsed
+            )
+        try:
+            return self._decide(
+                view, opposition, parsed, commitment, company_id, channel, at, record
+            )
+        except DatabaseUnavailable as exc:
+            # Without the usage log nothing can be counted: refuse, and nothing was recorded.
+            refusal = Decision(False, [Reason("database_unavailable", exc.message)])
+            return CheckResult(refusal, parsed)
+
+    def _decide(
+        self,
+        view: _LedgerView,
+        opposition: OppositionStatus,
+        parsed: contacts.Contact,
+        commitment: bytes,
+        company_id: int,
+        channel: Channel,
+        at: int,
+        record: bool,
+    ) -> CheckResult:
+        # Recording takes the write lock before counting (SQLite BEGIN IMMEDIATE, PostgreSQL's
+        # advisory lock), so N concurrent checks on a quota of k record exactly k allows. A
+        # check that records nothing only counts, from a snapshot that waits for no writer.
+        with connect(self.engine, read_only=not record) as conn:
+            if record:
+                usage_log.lock(conn)  # count and append with no writer in between
+            window: list[int] = []
+            cap_window: list[int] = []
+            if view.consumer is not None and view.grant is not None and view.grant.active:
+                window = usage_log.allowed_times(
+                    conn,
+                    consumer=view.consumer,
+                    company_id=company_id,
+                    channel=int(channel),
+                    since=at - view.grant.period,
+                )
+                cap_window = self._cap_window(conn, view, at)
+            snap = Snapshot(
+                now=at,
+                company_id=company_id,
+                company=view.company,
+                channel=channel,
+                region=parsed.region,
+                time_zone=parsed.time_zone,
+                consumer=view.consumer,
+                grant=view.grant,
+                consumer_record=view.consumer_record,
+                block_number=view.block_number,
+                window=window,
+                cap_window=cap_window,
+                opposition=opposition,
+            )
+            decision = decide(snap)
+            receipt = None
+            if record:
+                receipt = usage_log.append(
+                    conn, _entry(decision, commitment, company_id, channel, at)
+                )
+                if decision.allowed and view.grant is not None:
+                    remaining, next_free = window_state(
+                        [*window, at],
+                        max_contacts=view.grant.max_contacts,
+                        period=view.grant.period,
+                        now=at,
+                    )
+                    decision = replace(decision, remaining=remaining, next_free_at=next_free)
+        return CheckResult(decision, parsed, receipt)
+
+    def _cap_window(self, conn: Connection, view: _LedgerView, at: int) -> list[int]:
+        rec = view.consumer_record
+        if rec is None or rec.cap_max == 0 or view.consumer is None:
+            return []
+        return usage_log.allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
+
+    def _read_state(self, company_id: int, commitment: bytes, channel: Channel) -> _LedgerView:
+        block = self.state.head().number  # first, outside the snapshot: it may ask the node
+        with self._snapshot() as state:
+            company = state.company(company_id, block)
+            link = state.link(commitment, block)
+            if link.consumer is None or company.status is CompanyStatus.NONE:
+                return _LedgerView(block, company, link.consumer, None, None)
+            grant = state.grant(link.consumer, company_id, int(channel), block)
+            record = state.consumer(link.consumer, block)
+        return _LedgerView(block, company, link.consumer, grant, record)
+
+    def _finish(
+        self,
+        decision: Decision,
+        parsed: contacts.Contact,
+        commitment: bytes,
+        company_id: int,
+        channel: Channel,
+        at: int,
+        record: bool,
+    ) -> CheckResult:
+        if not record:
+            return CheckResult(decision, parsed)
+        with connect(self.engine) as conn:
+            receipt = usage_log.append(conn, _entry(decision, commitment, company_id, channel, at))
+        return CheckResult(decision, parsed, receipt)
+
+
+def _entry(
+    decision: Decision, commitment: bytes, company_id: int, channel: Channel, at: int
+) -> UsageEntryBase:
+    return UsageEntryBase(
+        at=at,
+        company_id=company_id,
+        contact=commitment.hex(),
+        channel=int(channel),
+        consumer=decision.consumer,
+        grant_version=decision.grant_version,
+        block_number=decision.block_number,
+        list_version=",".join(decision.list_versions) or None,
+        decision=usage_log.Decision.ALLOWED if decision.allowed else usage_log.Decision.REFUSED,
+        reasons=json.dumps(decision.codes),
+    )
+
+
+def _check_channel(contact: contacts.Contact, channel: Channel) -> None:
+    is_email = contact.kind is contacts.ContactKind.EMAIL
+    if is_email != (channel is Channel.EMAIL):
+        raise InvalidContact(
+            contact.value, f"a {contact.kind.value} cannot be reached by {channel.name.lower()}"
+        )
