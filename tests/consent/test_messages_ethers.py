@@ -24,7 +24,7 @@ from ledger.consent import messages
 from ledger.domain.channels import Channel
 from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, GrantTerms
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ETHERS = ROOT / "node_modules" / "ethers"
 
 pytestmark = pytest.mark.skipif(

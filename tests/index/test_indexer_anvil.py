@@ -36,7 +36,7 @@ from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.settings import DEV_OPERATOR_KEY, Settings
 from tests.helpers import PHONE, grant, link, signed_grant, sms_terms
-from tests.index_checks import assert_index_matches_chain, chain_keys, dump, logged
+from tests.index.index_checks import assert_index_matches_chain, chain_keys, dump, logged
 
 try:
     anvil_binary()

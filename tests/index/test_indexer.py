@@ -34,7 +34,7 @@ from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.settings import Settings
 from tests.helpers import PHONE, grant, link, sms_terms
-from tests.index_checks import assert_index_matches_chain, dump, logged
+from tests.index.index_checks import assert_index_matches_chain, dump, logged
 from tests.postgres import postgres_url
 
 DEADLINE = 2**40
