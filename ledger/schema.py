@@ -21,7 +21,7 @@ def metadata() -> MetaData:
     from ledger.index import tables  # noqa: F401
     from ledger.lists import cache  # noqa: F401
     from ledger.services import apikeys, linking  # noqa: F401
-    from ledger.usage import idempotency, log  # noqa: F401
+    from ledger.usage import entries, idempotency  # noqa: F401
 
     return SQLModel.metadata
 

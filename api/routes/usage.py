@@ -17,7 +17,7 @@ from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.domain.errors import NotFound
 from ledger.usage import log as usage_log
-from ledger.usage.log import Decision, Outcome, UsageEntry
+from ledger.usage.entries import EntryKind, Outcome, UsageEntry
 
 router = APIRouter(tags=["company"])
 PageSize = Annotated[int, Query(ge=1, le=1000)]
@@ -104,7 +104,7 @@ def who_contacted_me(
     """List who contacted the signed-in consumer: when, on which channel, under which grant."""
     with transaction(ledger.engine) as session:
         rows = usage_log.entries(
-            session, consumer=consumer, decision=Decision.ALLOWED, after_seq=after_seq, limit=limit
+            session, consumer=consumer, decision=EntryKind.ALLOWED, after_seq=after_seq, limit=limit
         )
     return [
         ContactedOut(

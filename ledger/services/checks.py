@@ -27,7 +27,9 @@ from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState
 from ledger.domain.window import window_state
 from ledger.lists.cache import OppositionCache
 from ledger.usage import log as usage_log
-from ledger.usage.log import Receipt, UsageEntryBase
+from ledger.usage.entries import EntryKind, Receipt, UsageEntryBase
+from ledger.usage.locks import lock
+from ledger.usage.windows import allowed_times
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +171,11 @@ class Checker:
         # check that records nothing only counts, from a snapshot that waits for no writer.
         with connect(self.engine, read_only=not record) as conn:
             if record:
-                usage_log.lock(conn)  # count and append with no writer in between
+                lock(conn)  # count and append with no writer in between
             window: list[int] = []
             cap_window: list[int] = []
             if view.consumer is not None and view.grant is not None and view.grant.active:
-                window = usage_log.allowed_times(
+                window = allowed_times(
                     conn,
                     consumer=view.consumer,
                     company_id=company_id,
@@ -216,7 +218,7 @@ class Checker:
         rec = view.consumer_record
         if rec is None or rec.cap_max == 0 or view.consumer is None:
             return []
-        return usage_log.allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
+        return allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
 
     def _read_state(self, company_id: int, commitment: bytes, channel: Channel) -> _LedgerView:
         block = self.state.head().number  # first, outside the snapshot: it may ask the node
@@ -258,7 +260,7 @@ def _entry(
         grant_version=decision.grant_version,
         block_number=decision.block_number,
         list_version=",".join(decision.list_versions) or None,
-        decision=usage_log.Decision.ALLOWED if decision.allowed else usage_log.Decision.REFUSED,
+        decision=EntryKind.ALLOWED if decision.allowed else EntryKind.REFUSED,
         reasons=json.dumps(decision.codes),
     )
 

@@ -11,7 +11,7 @@ from ledger.domain.channels import Channel
 from ledger.domain.window import window_state
 from ledger.index.tables import ConsumerRow, GrantRow, LinkRow
 from ledger.runtime import Ledger
-from ledger.usage import log as usage_log
+from ledger.usage.windows import allowed_times
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ def grants_of(ledger: Ledger, consumer: str, *, now: int) -> list[GrantView]:
         views = []
         for g in rows:
             active = g.max_contacts != 0 and g.epoch == epoch
-            used = usage_log.allowed_times(
+            used = allowed_times(
                 session,
                 consumer=consumer,
                 company_id=g.company_id,

@@ -15,7 +15,8 @@ from ledger.db.prepared import Prepared
 from ledger.index.tables import CheckpointRow
 from ledger.schema import migrated_engine
 from ledger.usage import log as usage_log
-from ledger.usage.log import UsageEntry, UsageEntryBase
+from ledger.usage.entries import UsageEntry, UsageEntryBase
+from ledger.usage.windows import allowed_times
 
 LOG = UsageEntry.__table__  # type: ignore[attr-defined]
 
@@ -102,9 +103,9 @@ def test_on_sqlite_a_read_only_snapshot_leaves_the_write_lock_to_writers(
 ) -> None:
     engine = migrated_engine(f"sqlite:///{sqlite_path}")
     with connect(engine, read_only=True) as conn:
-        usage_log.allowed_times(conn, consumer="0xabc", since=0)
+        allowed_times(conn, consumer="0xabc", since=0)
         assert _other_writer_can_lock(sqlite_path)
     with connect(engine) as conn:  # a writer holds the lock from its first statement on
-        usage_log.allowed_times(conn, consumer="0xabc", since=0)
+        allowed_times(conn, consumer="0xabc", since=0)
         assert not _other_writer_can_lock(sqlite_path)
     engine.dispose()

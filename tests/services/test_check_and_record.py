@@ -15,7 +15,10 @@ from ledger.domain import contacts
 from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
-from ledger.usage.log import GENESIS_HASH, UsageEntryBase
+from ledger.usage.entries import EntryKind, UsageEntryBase
+from ledger.usage.hashing import GENESIS_HASH, leaf_bytes, leaf_hash
+from ledger.usage.verify import verify_chain
+from ledger.usage.windows import allowed_times
 from tests.helpers import PHONE, grant, sms_terms
 
 
@@ -33,7 +36,7 @@ def test_the_leaf_serialisation_and_hash_are_unchanged() -> None:
         decision="allowed",
         reasons='["grant_allows"]',
     )
-    data = usage_log.leaf_bytes(contact, seq=5, prev_hash="cd" * 32)
+    data = leaf_bytes(contact, seq=5, prev_hash="cd" * 32)
     assert data == (
         b'{"at":1786406400,"block_number":42,"channel":1,"company_id":7,'
         b'"consumer":"0x1212121212121212121212121212121212121212",'
@@ -42,9 +45,7 @@ def test_the_leaf_serialisation_and_hash_are_unchanged() -> None:
         b'"prev_hash":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",'
         b'"reasons":"[\\"grant_allows\\"]","refers_to":null,"seq":5}'
     )
-    assert usage_log.leaf_hash(data) == (
-        "8d7474d1c0921c67a4a230705cb7f443477636a99e6dcceb6a4ad41d380cacae"
-    )
+    assert leaf_hash(data) == ("8d7474d1c0921c67a4a230705cb7f443477636a99e6dcceb6a4ad41d380cacae")
     outcome = UsageEntryBase(
         at=1786406401,
         company_id=7,
@@ -55,7 +56,7 @@ def test_the_leaf_serialisation_and_hash_are_unchanged() -> None:
         outcome="answered",
         refers_to=5,
     )
-    assert usage_log.leaf_hash(usage_log.leaf_bytes(outcome, seq=1, prev_hash=GENESIS_HASH)) == (
+    assert leaf_hash(leaf_bytes(outcome, seq=1, prev_hash=GENESIS_HASH)) == (
         "83e84b5daf6d8534cf37b76ac6a77d7633798f73d54aa0628cca43569b78088c"
     )
 
@@ -73,7 +74,7 @@ def test_appends_through_a_connection_and_a_session_make_one_chain(ledger: Ledge
         third = usage_log.append(session, entry(3))
     with transaction(ledger.engine) as session:
         stored = usage_log.entries(session)
-        assert usage_log.verify_chain(session) is None
+        assert verify_chain(session) is None
     assert [r.seq for r in (first, second, third)] == [1, 2, 3]
     assert [(e.seq, e.entry_hash) for e in stored] == [
         (r.seq, r.entry_hash) for r in (first, second, third)
@@ -87,7 +88,7 @@ def test_appends_through_a_connection_and_a_session_make_one_chain(ledger: Ledge
 def test_the_window_count_filters_as_asked(
     ledger: Ledger, company_id: int | None, channel: int | None
 ) -> None:
-    decisions = [usage_log.Decision.ALLOWED, usage_log.Decision.REFUSED]
+    decisions = [EntryKind.ALLOWED, EntryKind.REFUSED]
     kinds = list(itertools.product([1, 2], [Channel.SMS, Channel.CALL], decisions))
     logged = [
         (at, company, ch, decision)
@@ -107,7 +108,7 @@ def test_the_window_count_filters_as_asked(
                     reasons="[]",
                 ),
             )
-        times = usage_log.allowed_times(
+        times = allowed_times(
             conn, consumer="0xabc", since=103, company_id=company_id, channel=channel
         )
     assert times == [

@@ -17,6 +17,8 @@ from ledger.domain.errors import ChainUnavailable, InvalidContact
 from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
+from ledger.usage.entries import UsageEntry
+from ledger.usage.verify import verify_chain
 from tests.helpers import PHONE, grant, link, sms_terms
 
 
@@ -136,7 +138,7 @@ def test_concurrent_check_and_record_allows_exactly_the_quota(
     assert sum(r.decision.allowed for r in results) == 4
     with transaction(ledger.engine) as s:
         assert usage_log.size(s) == 200
-        assert usage_log.verify_chain(s) is None
+        assert verify_chain(s) is None
 
 
 # ----- opposition lists in the decision -----
@@ -163,7 +165,7 @@ def import_us_list(ledger: Ledger, fetched_at: int, *lines: str) -> str:
 
 def logged_list_version(ledger: Ledger, seq: int) -> str | None:
     with transaction(ledger.engine) as s:
-        entry = s.get(usage_log.UsageEntry, seq)
+        entry = s.get(UsageEntry, seq)
         assert entry is not None
         return entry.list_version
 
@@ -185,7 +187,7 @@ def test_an_opt_out_number_is_checked_against_the_list_and_the_version_logged(
     assert logged_list_version(ledger, free.receipt.seq) == version
     assert logged_list_version(ledger, listed.receipt.seq) == version
     with transaction(ledger.engine) as s:
-        assert usage_log.verify_chain(s) is None
+        assert verify_chain(s) is None
 
 
 def test_a_stale_list_refuses_its_region(ledger: Ledger, company: int) -> None:

@@ -16,6 +16,8 @@ from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.settings import Settings
 from ledger.usage import log as usage_log
+from ledger.usage.entries import UsageEntryBase
+from ledger.usage.verify import verify_chain
 from tests.helpers import PHONE, grant, link, sms_terms
 from tests.postgres import postgres_url
 
@@ -29,7 +31,7 @@ def pg_ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def test_the_log_refuses_update_delete_and_truncate(pg_ledger: Ledger) -> None:
-    entry = usage_log.UsageEntryBase(
+    entry = UsageEntryBase(
         at=1, company_id=1, contact="ab", channel=1, decision="allowed", reasons="[]"
     )
     with transaction(pg_ledger.engine) as s:
@@ -62,4 +64,4 @@ def test_concurrent_check_and_record_allows_exactly_the_quota(pg_ledger: Ledger)
     assert sum(allowed) == 4
     with transaction(pg_ledger.engine) as s:
         assert usage_log.size(s) == 200
-        assert usage_log.verify_chain(s) is None
+        assert verify_chain(s) is None

@@ -22,6 +22,7 @@ from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRec
 from ledger.schema import migrated_engine
 from ledger.services.checks import Checker
 from ledger.usage import log as usage_log
+from ledger.usage.verify import verify_chain
 from tests.postgres import postgres_url
 
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
@@ -79,5 +80,5 @@ def test_several_processes_record_exactly_the_quota(url: str) -> None:
     engine = migrated_engine(url)
     with transaction(engine) as session:
         assert usage_log.size(session) == PROCESSES * PER_PROCESS
-        assert usage_log.verify_chain(session) is None
+        assert verify_chain(session) is None
     engine.dispose()

@@ -12,7 +12,10 @@ from sqlalchemy.exc import DatabaseError
 from ledger.db.engine import transaction
 from ledger.schema import migrated_engine
 from ledger.usage import log as usage_log
-from ledger.usage.log import GENESIS_HASH, UsageEntryBase
+from ledger.usage.entries import UsageEntryBase
+from ledger.usage.hashing import GENESIS_HASH
+from ledger.usage.verify import verify_chain
+from ledger.usage.windows import allowed_times
 
 
 def entry(at: int, decision: str = "allowed") -> UsageEntryBase:
@@ -44,7 +47,7 @@ def test_entries_chain_their_hashes(engine: Engine) -> None:
         rows = list(s.connection().exec_driver_sql(query))
         assert rows[0][1] == GENESIS_HASH
         assert rows[1][1] == first.entry_hash == rows[0][2]
-        assert usage_log.verify_chain(s) is None
+        assert verify_chain(s) is None
 
 
 @pytest.mark.parametrize(
@@ -68,7 +71,7 @@ def test_a_tampered_entry_is_located(engine: Engine) -> None:
         conn.exec_driver_sql("DROP TRIGGER usage_entry_no_update")
         conn.exec_driver_sql("UPDATE usage_entry SET decision = 'refused' WHERE seq = 3")
     with transaction(engine) as s:
-        assert usage_log.verify_chain(s) == 3
+        assert verify_chain(s) == 3
 
 
 def test_a_deleted_entry_is_located(engine: Engine) -> None:
@@ -79,7 +82,7 @@ def test_a_deleted_entry_is_located(engine: Engine) -> None:
         conn.exec_driver_sql("DROP TRIGGER usage_entry_no_delete")
         conn.exec_driver_sql("DELETE FROM usage_entry WHERE seq = 2")
     with transaction(engine) as s:
-        assert usage_log.verify_chain(s) == 2
+        assert verify_chain(s) == 2
 
 
 def test_only_allowed_contacts_in_the_window_count(engine: Engine) -> None:
@@ -87,7 +90,5 @@ def test_only_allowed_contacts_in_the_window_count(engine: Engine) -> None:
         usage_log.append(s, entry(10))
         usage_log.append(s, entry(20, decision="refused"))
         usage_log.append(s, entry(30))
-        assert usage_log.allowed_times(s, consumer="0xabc", company_id=1, channel=1, since=10) == [
-            30
-        ]
-        assert usage_log.allowed_times(s, consumer="0xabc", since=0) == [10, 30]
+        assert allowed_times(s, consumer="0xabc", company_id=1, channel=1, since=10) == [30]
+        assert allowed_times(s, consumer="0xabc", since=0) == [10, 30]

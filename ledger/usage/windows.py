@@ -1,0 +1,56 @@
+"""Rolling-window counts from the log: the allowed contacts a quota or a cap has used.
+
+The arithmetic of the window (what is left, when a unit frees up) is ``domain.window``; this
+module reads the times it works on, with statements compiled once (``db.prepared``) since
+every check runs them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
+
+from ledger.db.prepared import Prepared
+from ledger.usage.entries import EntryKind, UsageEntry
+from ledger.usage.locks import connection_of
+
+
+def _window(*, by_company: bool, by_channel: bool) -> Prepared:
+    query = select(UsageEntry.at).where(
+        col(UsageEntry.consumer) == bindparam("consumer"),
+        col(UsageEntry.decision) == EntryKind.ALLOWED.value,
+        col(UsageEntry.at) > bindparam("since"),
+    )
+    if by_company:
+        query = query.where(col(UsageEntry.company_id) == bindparam("company_id"))
+    if by_channel:
+        query = query.where(col(UsageEntry.channel) == bindparam("channel"))
+    return Prepared(query.order_by(col(UsageEntry.at)))
+
+
+_WINDOWS = {
+    (by_company, by_channel): _window(by_company=by_company, by_channel=by_channel)
+    for by_company in (False, True)
+    for by_channel in (False, True)
+}
+
+
+def allowed_times(
+    db: Session | Connection,
+    *,
+    consumer: str,
+    since: int,
+    company_id: int | None = None,
+    channel: int | None = None,
+) -> list[int]:
+    """Times of allowed contacts with ``at > since``, oldest first.
+
+    With ``company_id`` and ``channel`` this is one grant's rolling window; without, the
+    consumer's global cap window.
+    """
+    query = _WINDOWS[company_id is not None, channel is not None]
+    rows = query.rows(
+        connection_of(db), consumer=consumer, since=since, company_id=company_id, channel=channel
+    )
+    return [int(at) for (at,) in rows]
