@@ -47,6 +47,33 @@ class SnapshotState(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _Ask:
+    """One question: may this company contact this contact on this channel at ``at``?"""
+
+    company_id: int
+    contact: contacts.Contact
+    commitment: bytes
+    channel: Channel
+    at: int
+    record: bool  # also append the answer to the usage log
+
+    def entry(self, decision: Decision) -> UsageEntryBase:
+        """The usage-log entry recording ``decision`` (the contact only as its commitment)."""
+        return UsageEntryBase(
+            at=self.at,
+            company_id=self.company_id,
+            contact=self.commitment.hex(),
+            channel=int(self.channel),
+            consumer=decision.consumer,
+            grant_version=decision.grant_version,
+            block_number=decision.block_number,
+            list_version=",".join(decision.list_versions) or None,
+            decision=EntryKind.ALLOWED if decision.allowed else EntryKind.REFUSED,
+            reasons=json.dumps(decision.codes),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _LedgerView:
     block_number: int
     company: CompanyRecord
@@ -118,59 +145,42 @@ class Checker:
         """
         parsed = contacts.parse_contact(contact, default_region=self.default_region)
         _check_channel(parsed, channel)
-        at = int(time.time()) if now is None else now
-        commitment = contacts.commitment(parsed, self.salt)
+        ask = _Ask(
+            company_id=company_id,
+            contact=parsed,
+            commitment=contacts.commitment(parsed, self.salt),
+            channel=channel,
+            at=int(time.time()) if now is None else now,
+            record=record,
+        )
         try:
-            view = self._read_state(company_id, commitment, channel)
+            return self._answer(ask)
+        except DatabaseUnavailable as exc:
+            # Without the usage log nothing can be counted: refuse, and nothing was recorded.
+            return CheckResult(Decision(False, [Reason(exc.code, exc.message)]), parsed)
+
+    def _answer(self, ask: _Ask) -> CheckResult:
+        try:
+            view = self._read_state(ask)
         except Unavailable as exc:
-            # The index reads SQL too: a database outage here is named as such.
-            code = (
-                "ledger_stale"
-                if isinstance(exc, LedgerStale)
-                else "database_unavailable"
-                if isinstance(exc, DatabaseUnavailable)
-                else "ledger_unavailable"
-            )
-            refusal = Decision(False, [Reason(code, exc.message)])
-            return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
+            return self._refuse(ask, Decision(False, [Reason(_unavailable_code(exc), exc.message)]))
         try:
             opposition = (
                 OppositionStatus()
                 if self.lists is None
-                else self.lists.status(parsed, company_id=company_id)
+                else self.lists.status(ask.contact, company_id=ask.company_id)
             )
         except ListUnavailable as exc:
-            refusal = Decision(False, [Reason(exc.code, exc.message)], consumer=view.consumer)
-            return self._finish(refusal, parsed, commitment, company_id, channel, at, record)
-        except DatabaseUnavailable as exc:
-            return CheckResult(
-                Decision(False, [Reason("database_unavailable", exc.message)]), parsed
-            )
-        try:
-            return self._decide(
-                view, opposition, parsed, commitment, company_id, channel, at, record
-            )
-        except DatabaseUnavailable as exc:
-            # Without the usage log nothing can be counted: refuse, and nothing was recorded.
-            refusal = Decision(False, [Reason("database_unavailable", exc.message)])
-            return CheckResult(refusal, parsed)
+            reason = Reason(exc.code, exc.message)
+            return self._refuse(ask, Decision(False, [reason], consumer=view.consumer))
+        return self._decide(view, opposition, ask)
 
-    def _decide(
-        self,
-        view: _LedgerView,
-        opposition: OppositionStatus,
-        parsed: contacts.Contact,
-        commitment: bytes,
-        company_id: int,
-        channel: Channel,
-        at: int,
-        record: bool,
-    ) -> CheckResult:
+    def _decide(self, view: _LedgerView, opposition: OppositionStatus, ask: _Ask) -> CheckResult:
         # Recording takes the write lock before counting (SQLite BEGIN IMMEDIATE, PostgreSQL's
         # advisory lock), so N concurrent checks on a quota of k record exactly k allows. A
         # check that records nothing only counts, from a snapshot that waits for no writer.
-        with connect(self.engine, read_only=not record) as conn:
-            if record:
+        with connect(self.engine, read_only=not ask.record) as conn:
+            if ask.record:
                 lock(conn)  # count and append with no writer in between
             window: list[int] = []
             cap_window: list[int] = []
@@ -178,41 +188,41 @@ class Checker:
                 window = allowed_times(
                     conn,
                     consumer=view.consumer,
-                    company_id=company_id,
-                    channel=int(channel),
-                    since=at - view.grant.period,
+                    company_id=ask.company_id,
+                    channel=int(ask.channel),
+                    since=ask.at - view.grant.period,
                 )
-                cap_window = self._cap_window(conn, view, at)
-            snap = Snapshot(
-                now=at,
-                company_id=company_id,
-                company=view.company,
-                channel=channel,
-                region=parsed.region,
-                time_zone=parsed.time_zone,
-                consumer=view.consumer,
-                grant=view.grant,
-                consumer_record=view.consumer_record,
-                block_number=view.block_number,
-                window=window,
-                cap_window=cap_window,
-                opposition=opposition,
+                cap_window = self._cap_window(conn, view, ask.at)
+            decision = decide(
+                Snapshot(
+                    now=ask.at,
+                    company_id=ask.company_id,
+                    company=view.company,
+                    channel=ask.channel,
+                    region=ask.contact.region,
+                    time_zone=ask.contact.time_zone,
+                    consumer=view.consumer,
+                    grant=view.grant,
+                    consumer_record=view.consumer_record,
+                    block_number=view.block_number,
+                    window=window,
+                    cap_window=cap_window,
+                    opposition=opposition,
+                )
             )
-            decision = decide(snap)
-            receipt = None
-            if record:
-                receipt = usage_log.append(
-                    conn, _entry(decision, commitment, company_id, channel, at)
-                )
-                if decision.allowed and view.grant is not None:
-                    remaining, next_free = window_state(
-                        [*window, at],
-                        max_contacts=view.grant.max_contacts,
-                        period=view.grant.period,
-                        now=at,
-                    )
-                    decision = replace(decision, remaining=remaining, next_free_at=next_free)
-        return CheckResult(decision, parsed, receipt)
+            if not ask.record:
+                return CheckResult(decision, ask.contact)
+            receipt = usage_log.append(conn, ask.entry(decision))
+        if decision.allowed and view.grant is not None:
+            # What is left once this contact counts.
+            remaining, next_free = window_state(
+                [*window, ask.at],
+                max_contacts=view.grant.max_contacts,
+                period=view.grant.period,
+                now=ask.at,
+            )
+            decision = replace(decision, remaining=remaining, next_free_at=next_free)
+        return CheckResult(decision, ask.contact, receipt)
 
     def _cap_window(self, conn: Connection, view: _LedgerView, at: int) -> list[int]:
         rec = view.consumer_record
@@ -220,49 +230,33 @@ class Checker:
             return []
         return allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
 
-    def _read_state(self, company_id: int, commitment: bytes, channel: Channel) -> _LedgerView:
+    def _read_state(self, ask: _Ask) -> _LedgerView:
         block = self.state.head().number  # first, outside the snapshot: it may ask the node
         with self._snapshot() as state:
-            company = state.company(company_id, block)
-            link = state.link(commitment, block)
+            company = state.company(ask.company_id, block)
+            link = state.link(ask.commitment, block)
             if link.consumer is None or company.status is CompanyStatus.NONE:
                 return _LedgerView(block, company, link.consumer, None, None)
-            grant = state.grant(link.consumer, company_id, int(channel), block)
+            grant = state.grant(link.consumer, ask.company_id, int(ask.channel), block)
             record = state.consumer(link.consumer, block)
         return _LedgerView(block, company, link.consumer, grant, record)
 
-    def _finish(
-        self,
-        decision: Decision,
-        parsed: contacts.Contact,
-        commitment: bytes,
-        company_id: int,
-        channel: Channel,
-        at: int,
-        record: bool,
-    ) -> CheckResult:
-        if not record:
-            return CheckResult(decision, parsed)
+    def _refuse(self, ask: _Ask, refusal: Decision) -> CheckResult:
+        """A refusal decided before the log was read, recorded when the check records."""
+        if not ask.record:
+            return CheckResult(refusal, ask.contact)
         with connect(self.engine) as conn:
-            receipt = usage_log.append(conn, _entry(decision, commitment, company_id, channel, at))
-        return CheckResult(decision, parsed, receipt)
+            receipt = usage_log.append(conn, ask.entry(refusal))
+        return CheckResult(refusal, ask.contact, receipt)
 
 
-def _entry(
-    decision: Decision, commitment: bytes, company_id: int, channel: Channel, at: int
-) -> UsageEntryBase:
-    return UsageEntryBase(
-        at=at,
-        company_id=company_id,
-        contact=commitment.hex(),
-        channel=int(channel),
-        consumer=decision.consumer,
-        grant_version=decision.grant_version,
-        block_number=decision.block_number,
-        list_version=",".join(decision.list_versions) or None,
-        decision=EntryKind.ALLOWED if decision.allowed else EntryKind.REFUSED,
-        reasons=json.dumps(decision.codes),
-    )
+def _unavailable_code(exc: Unavailable) -> str:
+    # The index reads SQL too: a database outage while reading it is named as such.
+    if isinstance(exc, LedgerStale):
+        return "ledger_stale"
+    if isinstance(exc, DatabaseUnavailable):
+        return "database_unavailable"
+    return "ledger_unavailable"
 
 
 def _check_channel(contact: contacts.Contact, channel: Channel) -> None:
