@@ -108,38 +108,29 @@ def decide(snap: Snapshot) -> Decision:
     grant = snap.grant
     if grant is None or not grant.active:
         return _without_grant(snap)
+    return _with_grant(snap, grant, company_lists)
 
+
+def _with_grant(snap: Snapshot, grant: GrantRecord, company_lists: tuple[str, ...]) -> Decision:
     refusals: list[Reason] = []
     if snap.now < grant.valid_from:
         refusals.append(Reason("grant_not_yet_valid", f"grant starts at {grant.valid_from}"))
     if snap.now >= grant.valid_until:
         refusals.append(Reason("grant_expired", f"grant ended at {grant.valid_until}"))
     refusals.extend(_schedule_refusals(grant, snap.time_zone, snap.now))
-
-    remaining, next_free = window_state(
-        snap.window, max_contacts=grant.max_contacts, period=grant.period, now=snap.now
+    what = f"quota of {grant.max_contacts} {snap.channel.name.lower()}"
+    remaining, next_free, spent = _window(
+        snap.window, "quota_exhausted", what, grant.max_contacts, grant.period, snap.now
     )
-    if remaining == 0:
-        refusals.append(
-            Reason(
-                "quota_exhausted",
-                f"quota of {grant.max_contacts} {snap.channel.name.lower()} per "
-                f"{_days(grant.period)} is used up until {next_free}",
-            )
-        )
+    refusals.extend(spent)
     cap = snap.consumer_record
     if cap is not None and cap.cap_max > 0:
-        cap_left, cap_free = window_state(
-            snap.cap_window, max_contacts=cap.cap_max, period=cap.cap_period, now=snap.now
+        what = f"consumer's cap of {cap.cap_max} contacts"
+        _, cap_free, reached = _window(
+            snap.cap_window, "global_cap_reached", what, cap.cap_max, cap.cap_period, snap.now
         )
-        if cap_left == 0:
-            refusals.append(
-                Reason(
-                    "global_cap_reached",
-                    f"consumer's cap of {cap.cap_max} contacts per {_days(cap.cap_period)} "
-                    f"is reached until {cap_free}",
-                )
-            )
+        refusals.extend(reached)
+        if reached:
             next_free = max(next_free, cap_free)
     reasons = refusals or [
         Reason(
@@ -157,6 +148,17 @@ def decide(snap: Snapshot) -> Decision:
         # A signed grant is express consent: it overrides the national list, which is not read.
         list_versions=company_lists,
     )
+
+
+def _window(
+    times: list[int], code: str, what: str, max_contacts: int, period: int, now: int
+) -> tuple[int, int, list[Reason]]:
+    """(remaining, next free, the refusal when the rolling window is full) of a quota or cap."""
+    remaining, next_free = window_state(times, max_contacts=max_contacts, period=period, now=now)
+    if remaining > 0:
+        return remaining, next_free, []
+    message = f"{what} per {_days(period)} is used up until {next_free}"
+    return remaining, next_free, [Reason(code, message)]
 
 
 def _refuse(snap: Snapshot, *reasons: Reason, lists: tuple[str, ...] = ()) -> Decision:
