@@ -62,6 +62,14 @@ def settings_from(chain: ChainKind | None = None, data_dir: Path | None = None) 
 
 
 @app.command()
+def migrate(data_dir: DataDirOpt = None) -> None:
+    """Bring the database schema up to date (every start does it too; run it before a deploy)."""
+    settings = settings_from(None, data_dir)
+    migrated_engine(settings.sqlalchemy_url).dispose()
+    console.print("database schema is up to date")
+
+
+@app.command()
 def index(
     once: Annotated[bool, typer.Option("--once", help="catch up with the head, then exit")] = False,
     rebuild: Annotated[

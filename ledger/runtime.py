@@ -52,16 +52,7 @@ class Ledger:
                 then checks refuse as stale).
         """
         engine = migrated_engine(settings.sqlalchemy_url)
-        key = settings.operator_private_key
-        if settings.chain is ChainKind.MEMORY:
-            chain = Chain.connect_memory(operator_key=key)
-        else:
-            url = rpc_url or settings.rpc_url
-            if url is None:
-                raise ValueError("no JSON-RPC URL: set QL_RPC_URL or use `quota-ledger up`")
-            chain = Chain.connect(
-                url, operator_key=key, timeout=settings.rpc_timeout, attempts=settings.rpc_attempts
-            )
+        chain = _connect_chain(settings, rpc_url)
         recovery = ensure_deployed(chain, engine, configured_address=settings.contract_address)
         indexer = Indexer(
             chain,
@@ -89,22 +80,20 @@ class Ledger:
                 poll_interval=settings.index_poll_interval,
             )
 
-        relayer = Relayer(chain, engine, on_mined=index_covers)
         lists = OppositionCache.from_settings(settings, engine)
-        checker = Checker(
-            state=state,
-            engine=engine,
-            salt=settings.contact_salt_bytes,
-            default_region=settings.default_region,
-            lists=lists,
-        )
         return cls(
             settings,
             engine,
             chain,
-            relayer,
-            checker,
-            recovery,
+            relayer=Relayer(chain, engine, on_mined=index_covers),
+            checker=Checker(
+                state=state,
+                engine=engine,
+                salt=settings.contact_salt_bytes,
+                default_region=settings.default_region,
+                lists=lists,
+            ),
+            recovery=recovery,
             lists=lists,
             linker=Linker.from_settings(settings, engine),
             indexer=indexer,
@@ -116,3 +105,15 @@ class Ledger:
         follower = IndexFollower(self.indexer, poll_interval=self.settings.index_poll_interval)
         follower.start()
         return follower
+
+
+def _connect_chain(settings: Settings, rpc_url: str | None) -> Chain:
+    key = settings.operator_private_key
+    if settings.chain is ChainKind.MEMORY:
+        return Chain.connect_memory(operator_key=key)
+    url = rpc_url or settings.rpc_url
+    if url is None:
+        raise ValueError("no JSON-RPC URL: set QL_RPC_URL or use `quota-ledger up`")
+    return Chain.connect(
+        url, operator_key=key, timeout=settings.rpc_timeout, attempts=settings.rpc_attempts
+    )

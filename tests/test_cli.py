@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from ledger.cli import app
@@ -65,3 +66,15 @@ def test_link_start_and_the_outbox_show_only_masked_contacts(data_dir: Path) -> 
     assert outbox.exit_code == 0, outbox.output
     assert "+336******78" in outbox.output and "612345678" not in outbox.output
     assert "Your quota-ledger code is" in outbox.output
+
+
+def test_migrate_creates_the_schema_and_is_a_no_op_when_run_again(tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite3"
+    env = {"QL_DATABASE_URL": f"sqlite:///{database}"}
+    for _ in range(2):
+        result = runner.invoke(app, ["migrate"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "up to date" in result.output
+    engine = create_engine(f"sqlite:///{database}")
+    assert "usage_entry" in inspect(engine).get_table_names()
+    engine.dispose()
