@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install up test test-contracts test-python lint abi abi-check bench bench-gas bench-python clean
+.PHONY: help install up test imports test-contracts test-python lint abi abi-check bench bench-gas bench-python clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ install: $(PY_STAMP) $(NODE_STAMP) ## Create the venv, install Python and npm pa
 up: install ## Start a local node, deploy the contract once, serve the API on 127.0.0.1:8000
 	$(BIN)/quota-ledger up
 
-test: install abi-check test-contracts test-python ## Run every test (contracts and Python)
+test: install abi-check imports test-contracts test-python ## Run every test (import contracts, contracts, Python)
+
+imports: $(PY_STAMP) ## The import contracts: layered rooms, a pure domain, no cycles, ledger never imports api
+	$(BIN)/lint-imports
 
 test-contracts: $(NODE_STAMP) ## Hardhat tests under coverage (floor 95%), and solhint
 	npx solhint --max-warnings 0 'contracts/**/*.sol'
@@ -44,6 +47,7 @@ lint: install ## ruff, mypy and solhint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	npx solhint --max-warnings 0 'contracts/**/*.sol'
 
 abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads

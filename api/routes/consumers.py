@@ -107,7 +107,7 @@ def my_grants(ledger: LedgerDep, consumer: ConsumerDep) -> list[MyGrantOut]:
             remaining=g.remaining,
             next_free_at=g.next_free_at,
         )
-        for g in consumer_views.grants_of(ledger, consumer, now=int(time.time()))
+        for g in consumer_views.grants_of(ledger.engine, consumer, now=int(time.time()))
     ]
 
 
@@ -116,5 +116,5 @@ def my_links(ledger: LedgerDep, consumer: ConsumerDep) -> list[LinkOut]:
     """List the commitments linked to the signed-in consumer (what an unlink signs)."""
     return [
         LinkOut(commitment=v.commitment, linked_at_block=v.block_number)
-        for v in consumer_views.links_of(ledger, consumer)
+        for v in consumer_views.links_of(ledger.engine, consumer)
     ]

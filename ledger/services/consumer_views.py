@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.domain.window import window_state
 from ledger.index.tables import ConsumerRow, GrantRow, LinkRow
-from ledger.runtime import Ledger
 from ledger.usage.windows import allowed_times
 
 
@@ -35,9 +35,9 @@ class LinkView:
     block_number: int
 
 
-def grants_of(ledger: Ledger, consumer: str, *, now: int) -> list[GrantView]:
+def grants_of(engine: Engine, consumer: str, *, now: int) -> list[GrantView]:
     """Every grant the consumer ever set, newest state, with the quota left in its window."""
-    with transaction(ledger.engine) as session:
+    with transaction(engine) as session:
         rows = session.exec(
             select(GrantRow)
             .where(GrantRow.consumer == consumer)
@@ -76,9 +76,9 @@ def grants_of(ledger: Ledger, consumer: str, *, now: int) -> list[GrantView]:
     return views
 
 
-def links_of(ledger: Ledger, consumer: str) -> list[LinkView]:
+def links_of(engine: Engine, consumer: str) -> list[LinkView]:
     """The commitments currently linked to the consumer (what an unlink message signs)."""
-    with transaction(ledger.engine) as session:
+    with transaction(engine) as session:
         rows = session.exec(select(LinkRow).where(LinkRow.consumer == consumer)).all()
     return [
         LinkView(commitment="0x" + r.commitment.removeprefix("0x"), block_number=r.block_number)
