@@ -96,23 +96,18 @@ def record_outcome(
     ).first()
     if existing is not None:
         raise Conflict(f"entry {seq} already has an outcome (entry {existing})", seq=seq)
-    return append(
-        session,
-        UsageEntryBase(
-            at=at,
-            company_id=company_id,
-            contact=contact.contact,
-            channel=contact.channel,
-            consumer=contact.consumer,
-            grant_version=contact.grant_version,
-            block_number=contact.block_number,
-            list_version=contact.list_version,
-            decision=EntryKind.OUTCOME.value,
-            reasons="[]",
-            outcome=outcome.value,
-            refers_to=seq,
-        ),
+    # The outcome entry is about the same contact, company, consumer and grant as the contact.
+    about = UsageEntryBase.model_validate(contact, from_attributes=True)
+    outcome_entry = about.model_copy(
+        update={
+            "at": at,
+            "decision": EntryKind.OUTCOME.value,
+            "reasons": "[]",
+            "outcome": outcome.value,
+            "refers_to": seq,
+        }
     )
+    return append(session, outcome_entry)
 
 
 def size(session: Session) -> int:
