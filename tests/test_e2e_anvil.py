@@ -128,7 +128,7 @@ def test_grant_check_record_until_spent_then_revoke(stack: Stack) -> None:
     assert "quota of 4 sms per 365 days" in answers[4]["reasons"][0]["message"]  # type: ignore[index]
 
     wallet.revoke(stack.url, CONSUMER_KEY, company_id=1, channel="sms")
-    assert codes(stack.check()) == ["no_grant", "consent_required"]
+    assert codes(stack.check()) == ["revoked"]
 
 
 def test_grants_survive_a_clean_restart_and_a_hard_kill(stack: Stack) -> None:

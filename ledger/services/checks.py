@@ -19,17 +19,20 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledger.db.engine import DatabaseUnavailable, connect
 from ledger.domain import contacts
+from ledger.domain.bases import BasisKind, Declared
 from ledger.domain.channels import Channel
-from ledger.domain.decision import Decision, OppositionStatus, Reason, Snapshot, decide
+from ledger.domain.decision import DAY, Decision, OppositionStatus, Reason, Snapshot, decide
 from ledger.domain.errors import InvalidContact, LedgerStale, ListUnavailable, Unavailable
 from ledger.domain.grants import CompanyStatus, GrantRecord
+from ledger.domain.law import registry
+from ledger.domain.law.rules import LimitKind
 from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState
 from ledger.domain.window import window_state
 from ledger.lists.cache import OppositionCache
 from ledger.usage import log as usage_log
 from ledger.usage.entries import EntryKind, Receipt, UsageEntryBase
 from ledger.usage.locks import lock
-from ledger.usage.windows import allowed_times
+from ledger.usage.windows import allowed_times, contact_times, last_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class _Ask:
     channel: Channel
     at: int
     record: bool  # also append the answer to the usage log
+    declared: Declared | None = None  # a basis other than a grant, declared by the company
 
     def entry(self, decision: Decision) -> UsageEntryBase:
         """The usage-log entry recording ``decision`` (the contact only as its commitment)."""
@@ -70,6 +74,8 @@ class _Ask:
             list_version=",".join(decision.list_versions) or None,
             decision=EntryKind.ALLOWED if decision.allowed else EntryKind.REFUSED,
             reasons=json.dumps(decision.codes),
+            rules=json.dumps(decision.rules),
+            basis=_basis_record(decision, self.declared),
         )
 
 
@@ -127,6 +133,7 @@ class Checker:
         channel: Channel,
         record: bool = False,
         now: int | None = None,
+        declared: Declared | None = None,
     ) -> CheckResult:
         """Decides whether ``company_id`` may contact ``contact`` on ``channel`` now.
 
@@ -136,6 +143,8 @@ class Checker:
             channel: the channel of the contact.
             record: also append the contact to the usage log (atomically with the count).
             now: unix time of the contact (default: the current time).
+            declared: a legal basis other than a grant (ongoing contract, existing business
+                relationship, soft opt-in, appointment), used when no grant is active.
 
         Returns:
             The decision, the normalised contact, and a receipt when a contact was recorded.
@@ -152,6 +161,7 @@ class Checker:
             channel=channel,
             at=int(time.time()) if now is None else now,
             record=record,
+            declared=declared,
         )
         try:
             return self._answer(ask)
@@ -193,6 +203,7 @@ class Checker:
                     since=ask.at - view.grant.period,
                 )
                 cap_window = self._cap_window(conn, view, ask.at)
+            company_contacts, refused_at = _statutory_counts(conn, ask)
             decision = decide(
                 Snapshot(
                     now=ask.at,
@@ -208,13 +219,16 @@ class Checker:
                     window=window,
                     cap_window=cap_window,
                     opposition=opposition,
+                    declared=ask.declared,
+                    company_contacts=company_contacts,
+                    last_refusal_at=refused_at,
                 )
             )
             if not ask.record:
                 return CheckResult(decision, ask.contact)
             receipt = usage_log.append(conn, ask.entry(decision))
-        if decision.allowed and view.grant is not None:
-            # What is left once this contact counts.
+        if decision.allowed and decision.basis is BasisKind.CONSENT and view.grant is not None:
+            # What is left of the grant's quota once this contact counts.
             remaining, next_free = window_state(
                 [*window, ask.at],
                 max_contacts=view.grant.max_contacts,
@@ -248,6 +262,37 @@ class Checker:
         with connect(self.engine) as conn:
             receipt = usage_log.append(conn, ask.entry(refusal))
         return CheckResult(refusal, ask.contact, receipt)
+
+
+def _statutory_counts(conn: Connection, ask: _Ask) -> tuple[list[int], int | None]:
+    """What the statutory limits in force count: this company's contacts to this contact point
+    over the longest frequency period, and the consumer's last refusal of it."""
+    limits = registry.limits(ask.contact.region, ask.channel, ask.at)
+    days = max((r.period_days for r in limits if r.kind is LimitKind.FREQUENCY), default=0)
+    contact, company, channel = ask.commitment.hex(), ask.company_id, int(ask.channel)
+    times = (
+        contact_times(
+            conn, contact=contact, company_id=company, channel=channel, since=ask.at - days * DAY
+        )
+        if days
+        else []
+    )
+    paused = any(r.kind is LimitKind.PAUSE_AFTER_REFUSAL for r in limits)
+    refused = (
+        last_refusal(conn, contact=contact, company_id=company, channel=channel)
+        if paused
+        else None
+    )
+    return times, refused
+
+
+def _basis_record(decision: Decision, declared: Declared | None) -> str | None:
+    """The basis the log entry records: the declaration in full when it was the basis."""
+    if decision.basis is None:
+        return None
+    if declared is not None and decision.basis is declared.kind:
+        return json.dumps(declared.as_record(), sort_keys=True)
+    return json.dumps({"kind": decision.basis.value})
 
 
 def _unavailable_code(exc: Unavailable) -> str:

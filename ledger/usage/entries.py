@@ -44,6 +44,9 @@ class UsageEntryBase(SQLModel):
     reasons: str  # JSON list of reason codes
     outcome: str | None = None
     refers_to: int | None = Field(default=None, sa_type=BigInteger)  # seq of the contact entry
+    # Since migration 0002; hashed only when set, so entries written before keep their hashes.
+    rules: str | None = None  # JSON list of the ids of the rules of law applied
+    basis: str | None = None  # JSON: the legal basis ({"kind": ...} and a declaration's facts)
 
 
 class UsageEntry(UsageEntryBase, table=True):
@@ -51,6 +54,7 @@ class UsageEntry(UsageEntryBase, table=True):
     __table_args__ = (
         Index("ix_usage_window", "consumer", "company_id", "channel", "at"),
         Index("ix_usage_consumer_at", "consumer", "at"),
+        Index("ix_usage_contact", "contact", "company_id", "channel", "at"),
     )
 
     seq: int = Field(sa_type=BigInteger, primary_key=True)

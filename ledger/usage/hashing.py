@@ -14,6 +14,9 @@ from typing import Any
 from ledger.usage.entries import UsageEntryBase
 
 GENESIS_HASH = "00" * 32
+# Fields added after the first entries were written: left out of the canonical bytes while
+# unset, so that every earlier entry hashes as it did.
+_LATER_FIELDS = ("rules", "basis")
 
 
 def leaf_bytes(entry: UsageEntryBase, *, seq: int, prev_hash: str) -> bytes:
@@ -24,6 +27,9 @@ def leaf_bytes(entry: UsageEntryBase, *, seq: int, prev_hash: str) -> bytes:
 def canonical(fields: dict[str, Any], *, seq: int, prev_hash: str) -> bytes:
     """``leaf_bytes`` of an entry's fields already dumped (the append path has them)."""
     body: dict[str, Any] = {"seq": seq, "prev_hash": prev_hash, **fields}
+    for name in _LATER_FIELDS:
+        if body.get(name) is None:
+            body.pop(name, None)
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 

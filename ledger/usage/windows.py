@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from ledger.db.prepared import Prepared
-from ledger.usage.entries import EntryKind, UsageEntry
+from ledger.usage.entries import EntryKind, Outcome, UsageEntry
 from ledger.usage.locks import connection_of
 
 
@@ -54,3 +54,47 @@ def allowed_times(
         connection_of(db), consumer=consumer, since=since, company_id=company_id, channel=channel
     )
     return [int(at) for (at,) in rows]
+
+
+# The statutory counters (FR D.223-9) count by company and contact point, linked or not: the
+# law limits calls to a person whether or not that person holds a wallet.
+_BY_CONTACT = Prepared(
+    select(UsageEntry.at)
+    .where(
+        col(UsageEntry.contact) == bindparam("contact"),
+        col(UsageEntry.company_id) == bindparam("company_id"),
+        col(UsageEntry.channel) == bindparam("channel"),
+        col(UsageEntry.decision) == EntryKind.ALLOWED.value,
+        col(UsageEntry.at) > bindparam("since"),
+    )
+    .order_by(col(UsageEntry.at))
+)
+_LAST_REFUSAL = Prepared(
+    select(func.max(UsageEntry.at)).where(
+        col(UsageEntry.contact) == bindparam("contact"),
+        col(UsageEntry.company_id) == bindparam("company_id"),
+        col(UsageEntry.channel) == bindparam("channel"),
+        col(UsageEntry.decision) == EntryKind.OUTCOME.value,
+        col(UsageEntry.outcome) == Outcome.REFUSED_BY_CONSUMER.value,
+    )
+)
+
+
+def contact_times(
+    db: Session | Connection, *, contact: str, company_id: int, channel: int, since: int
+) -> list[int]:
+    """Times of this company's allowed contacts to ``contact`` (a commitment) after ``since``."""
+    rows = _BY_CONTACT.rows(
+        connection_of(db), contact=contact, company_id=company_id, channel=channel, since=since
+    )
+    return [int(at) for (at,) in rows]
+
+
+def last_refusal(
+    db: Session | Connection, *, contact: str, company_id: int, channel: int
+) -> int | None:
+    """When the consumer at ``contact`` last refused this company (a reported outcome), if ever."""
+    row = _LAST_REFUSAL.first(
+        connection_of(db), contact=contact, company_id=company_id, channel=channel
+    )
+    return None if row is None or row[0] is None else int(row[0])

@@ -66,7 +66,7 @@ def test_revocation_through_the_wallet_refuses_the_next_check(
     wallet.revoke("", consumer.key.hex(), company_id=1, channel="sms", client=client)
     body = client.post("/v1/checks", json=CHECK, headers=company_auth).json()
     assert not body["allowed"]
-    assert body["reasons"][0]["code"] == "no_grant"
+    assert body["reasons"][0]["code"] == "revoked"
 
 
 def test_invalid_phone_is_422_naming_the_reason_and_records_nothing(

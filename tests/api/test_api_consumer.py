@@ -53,7 +53,7 @@ def test_revoke_all_stops_every_grant_at_once(
     assert client.post("/v1/revocations/all", json=signed).status_code == 201
     assert (
         client.post("/v1/checks", json=CHECK, headers=company_auth).json()["reasons"][0]["code"]
-        == "no_grant"
+        == "revoked"
     )
     replay = client.post("/v1/revocations/all", json=signed)
     assert replay.status_code == 409 and replay.json()["type"].endswith("stale_nonce")

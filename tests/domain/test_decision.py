@@ -75,8 +75,9 @@ def listed(
 
 
 def us(**kw: object) -> Snapshot:
-    """An unlinked US number at noon in New York."""
+    """A call to an unlinked US number at noon in New York (calls are the opt-out channel)."""
     base = {
+        "channel": Channel.CALL,
         "consumer": None,
         "grant": None,
         "region": "US",
@@ -143,9 +144,9 @@ def us(**kw: object) -> Snapshot:
         ),
         (
             "revoked grant, FR opt-in",
-            snap(grant=grant(active=False)),
+            snap(grant=grant(active=False, max_contacts=0)),
             False,
-            ["no_grant", "consent_required"],
+            ["revoked"],
         ),
         (
             "unlinked, FR opt-in",
@@ -155,13 +156,13 @@ def us(**kw: object) -> Snapshot:
         ),
         (
             "unlinked FR before 2026-08-11: opt-out, no list loaded",
-            snap(consumer=None, grant=None, now=NOON_PARIS - 86400 * 60),
+            snap(consumer=None, grant=None, channel=Channel.CALL, now=NOON_PARIS - 86400 * 60),
             False,
             ["contact_not_linked", "opposition_list_unavailable"],
         ),
         (
             "US opt-out without a list fails closed",
-            snap(consumer=None, grant=None, region="US"),
+            snap(consumer=None, grant=None, region="US", channel=Channel.CALL),
             False,
             ["contact_not_linked", "opposition_list_unavailable"],
         ),
@@ -212,13 +213,13 @@ def us(**kw: object) -> Snapshot:
             "US, 06:00 local is outside 8:00-21:00",
             us(opposition=listed(), now=NOON_PARIS),
             False,
-            ["contact_not_linked", "outside_statutory_hours"],
+            ["outside_statutory_hours"],
         ),
         (
             "US, zone unknown under statutory hours",
             us(opposition=listed(), time_zone=None),
             False,
-            ["contact_not_linked", "time_zone_unknown"],
+            ["time_zone_unknown"],
         ),
         (
             "GB, fresh TPS, not listed: no statutory hours",
@@ -236,6 +237,7 @@ def us(**kw: object) -> Snapshot:
             "FR before 2026-08-11, Bloctel fresh, a Friday noon",
             snap(
                 grant=None,
+                channel=Channel.CALL,
                 now=FRIDAY_PARIS_2026,
                 opposition=replace(listed(), fetched_at=FRIDAY_PARIS_2026 - DAY),
             ),
@@ -246,11 +248,12 @@ def us(**kw: object) -> Snapshot:
             "FR before 2026-08-11, a Saturday is excluded",
             snap(
                 grant=None,
+                channel=Channel.CALL,
                 now=SATURDAY_PARIS_2026,
                 opposition=replace(listed(), fetched_at=SATURDAY_PARIS_2026 - DAY),
             ),
             False,
-            ["no_grant", "outside_statutory_days"],
+            ["outside_statutory_days"],
         ),
         (
             "FR since 2026-08-11: a fresh list does not replace consent",

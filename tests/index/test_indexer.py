@@ -167,7 +167,7 @@ def test_a_relayed_revocation_is_seen_by_the_very_next_check(
     assert allowed.allowed and allowed.block_number == ledger.chain.head().number
     revoke_all(ledger, consumer)
     refused = check(ledger).decision
-    assert refused.codes == ["no_grant", "consent_required"]
+    assert refused.codes == ["revoked"]
     assert refused.block_number == ledger.chain.head().number  # the state it decided on
 
 

@@ -469,6 +469,6 @@ def test_up_follows_changes_made_around_it_within_the_bound(tmp_path: Path) -> N
         health = httpx.get(f"{stack.url}/v1/health").json()
         assert health["status"] == "ok" and health["index_block"] == chain.head().number
         own_tx(calldata("revokeGrant", 1, int(Channel.SMS)))
-        assert codes(until(False)) == ["no_grant", "consent_required"]
+        assert codes(until(False)) == ["revoked"]
     finally:
         stack.stop()

@@ -76,7 +76,7 @@ def test_revocation_takes_effect_from_its_block(
     )
     refused = check(ledger)
     assert not refused.decision.allowed
-    assert refused.decision.codes == ["no_grant", "consent_required"]
+    assert refused.decision.codes == ["revoked"]
 
 
 def test_a_suspended_company_is_refused_despite_grants(
