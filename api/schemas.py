@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED
 
@@ -40,6 +40,31 @@ class ConsumerSigned(ConsumerMessage):
         return bytes.fromhex(self.signature[2:])
 
 
+BasisName = Literal[
+    "ongoing_contract", "existing_business_relationship", "soft_opt_in", "appointment"
+]
+UnixTime = Field(default=None, ge=0, lt=1 << 40)
+
+
+class DeclaredBasisIn(BaseModel):
+    """A legal basis other than consent, with the facts the law asks for (unix times)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[
+        "ongoing_contract", "existing_business_relationship", "soft_opt_in", "appointment"
+    ]
+    contract_reference: str | None = Field(default=None, min_length=1, max_length=200)
+    subject: str | None = Field(default=None, min_length=1, max_length=200)
+    contract_ends_at: int | None = UnixTime
+    last_purchase_at: int | None = UnixTime
+    inquiry_at: int | None = UnixTime
+    existing_customer: bool = False
+    similar_products: bool = False
+    opt_out_offered: bool = False
+    appointment_at: int | None = UnixTime
+
+
 class CheckRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -50,11 +75,29 @@ class CheckRequest(BaseModel):
     contact: str = Field(min_length=1, max_length=254, description="phone number or e-mail address")
     channel: ChannelName
     record: bool = Field(default=False, description="also record the contact in the usage log")
+    basis: DeclaredBasisIn | None = Field(
+        default=None,
+        description="a legal basis other than a signed grant, used when no grant is active; "
+        "validated against the law of the contact's region and channel and stored in the log",
+    )
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="plan: ask about this moment (ISO 8601 with an offset) instead of now; "
+        "only without record (a recorded contact is always now, by the server's clock)",
+    )
+
+    @model_validator(mode="after")
+    def _planning_records_nothing(self) -> CheckRequest:
+        if self.at is not None and self.record:
+            raise ValueError("a planned check (at) cannot record: a recorded contact is now")
+        return self
 
 
 class ReasonOut(BaseModel):
     code: str
     message: str
+    rule: str | None = Field(default=None, description="id of the rule of law (quota-ledger rules)")
+    reference: str | None = Field(default=None, description="the legal text of that rule")
 
 
 class ContactOut(BaseModel):
@@ -79,6 +122,10 @@ class CheckResponse(BaseModel):
     grant_version: int | None
     block_number: int | None = Field(description="block of the chain state the decision used")
     receipt: ReceiptOut | None
+    basis: str | None = Field(
+        default=None, description="what made the contact lawful: consent, opposition_list, ..."
+    )
+    rules: list[str] = Field(default_factory=list, description="ids of the rules of law applied")
 
 
 class GrantTermsIn(BaseModel):

@@ -22,6 +22,8 @@ from ledger.chain.anvil import answers
 from ledger.consent import wallet
 from ledger.domain import contacts
 from ledger.domain.errors import ChainUnavailable, LedgerError
+from ledger.domain.law import registry
+from ledger.domain.law.rules import BasisRule, LimitRule
 from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
 from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
@@ -67,6 +69,40 @@ def migrate(data_dir: DataDirOpt = None) -> None:
     settings = settings_from(None, data_dir)
     migrated_engine(settings.sqlalchemy_url).dispose()
     console.print("database schema is up to date")
+
+
+@app.command()
+def rules() -> None:
+    """List the rules of law the decision applies, with their ids and references."""
+    table = Table("id", "regions", "channels", "in force", "what", "reference", show_lines=True)
+    for rule in registry.EVERY_RULE:
+        table.add_row(
+            rule.id,
+            ", ".join(sorted(rule.scope.regions)),
+            ", ".join(c.name.lower() for c in sorted(rule.scope.channels)),
+            _period(rule.scope.valid_from, rule.scope.valid_until),
+            _what(rule),
+            rule.reference,
+        )
+    console.print(table)
+
+
+def _period(start: datetime | None, end: datetime | None) -> str:
+    since = "always" if start is None else f"from {start:%Y-%m-%d %H:%M %Z}"
+    return since if end is None else f"{since}, until {end:%Y-%m-%d %H:%M %Z}"
+
+
+def _what(rule: BasisRule | LimitRule) -> str:
+    if rule in (registry.COMPANY_DO_NOT_CALL, registry.REVOCATION):
+        return f"refuses, in every regime: {rule.note}"
+    if isinstance(rule, LimitRule):
+        exempt = ", ".join(sorted(b.value for b in rule.exempt)) or "none"
+        return f"limit: {rule.kind.value}; exempt: {exempt}. {rule.note}".strip()
+    admits = ", ".join(sorted(b.value for b in rule.admits))
+    needs = f"consent or {admits}" if admits else "consent"
+    if rule.list_max_age_days is not None:
+        needs += f" (list copy at most {rule.list_max_age_days} days old)"
+    return f"basis: {needs}. {rule.note}".strip()
 
 
 @app.command()

@@ -22,9 +22,11 @@ from api.schemas import (
     CheckRequest,
     CheckResponse,
     ContactOut,
+    DeclaredBasisIn,
     ReasonOut,
     ReceiptOut,
 )
+from ledger.domain.bases import BasisKind, Declared
 from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.services import bulk
@@ -40,7 +42,10 @@ def _response(result: CheckResult) -> CheckResponse:
     d = result.decision
     return CheckResponse(
         allowed=d.allowed,
-        reasons=[ReasonOut(code=r.code, message=r.message) for r in d.reasons],
+        reasons=[
+            ReasonOut(code=r.code, message=r.message, rule=r.rule, reference=r.reference)
+            for r in d.reasons
+        ],
         contact=ContactOut(
             kind=result.contact.kind.value,
             value=result.contact.value,
@@ -55,7 +60,13 @@ def _response(result: CheckResult) -> CheckResponse:
         receipt=ReceiptOut(seq=result.receipt.seq, entry_hash=result.receipt.entry_hash)
         if result.receipt
         else None,
+        basis=None if d.basis is None else d.basis.value,
+        rules=list(d.rules),
     )
+
+
+def _declared(basis: DeclaredBasisIn) -> Declared:
+    return Declared(BasisKind(basis.kind), **basis.model_dump(exclude={"kind"}))
 
 
 @router.post("/checks", response_model=CheckResponse)
@@ -84,6 +95,8 @@ def check(
             contact=body.contact,
             channel=Channel.parse(body.channel),
             record=body.record,
+            now=None if body.at is None else int(body.at.timestamp()),
+            declared=None if body.basis is None else _declared(body.basis),
         )
         metrics.decisions.labels(
             str(result.decision.allowed).lower(), result.decision.codes[0]

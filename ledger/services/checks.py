@@ -110,6 +110,9 @@ class Checker:
         self.salt = salt
         self.default_region = default_region
         self.lists = lists  # None: no opposition list, so opt-out regimes refuse (fail closed)
+        # The server's clock: a recorded contact is always now. Replaceable so that tests can
+        # pin the legal calendar (a French call is lawful at 11:00 on a Tuesday, not at 21:00).
+        self.clock: Callable[[], float] = time.time
 
     @property
     def state(self) -> LedgerState:
@@ -159,7 +162,7 @@ class Checker:
             contact=parsed,
             commitment=contacts.commitment(parsed, self.salt),
             channel=channel,
-            at=int(time.time()) if now is None else now,
+            at=int(self.clock()) if now is None else now,
             record=record,
             declared=declared,
         )
@@ -279,9 +282,7 @@ def _statutory_counts(conn: Connection, ask: _Ask) -> tuple[list[int], int | Non
     )
     paused = any(r.kind is LimitKind.PAUSE_AFTER_REFUSAL for r in limits)
     refused = (
-        last_refusal(conn, contact=contact, company_id=company, channel=channel)
-        if paused
-        else None
+        last_refusal(conn, contact=contact, company_id=company, channel=channel) if paused else None
     )
     return times, refused
 
