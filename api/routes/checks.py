@@ -109,7 +109,7 @@ def check(
         ledger.engine,
         company_id=company_id,
         key=idempotency_key,
-        body=body.model_dump(),
+        body=body.model_dump(mode="json"),
         run=lambda: run().model_dump(),
     )
     if replayed:
