@@ -4,15 +4,26 @@ Each entity (company, grant, consumer, link, anchor) has two tables. The current
 holds one row per key with the position (block, log index, transaction) of its last change;
 the history table holds the entity's whole state after every change, keyed by key and
 position, so the state at any indexed block is the newest history row at or before it.
+Both tables of an entity come from one class of state and key columns: ``CurrentPosition``
+or ``HistoryPosition`` adds the position, as a plain column or as part of the primary key.
 ``LogRow`` keeps every log of the contract (decoded, as JSON): it is the raw history and the
 idempotency key (transaction hash, log index). ``BlockRow`` keeps the hashes of recent blocks
 for reorg detection, and ``CheckpointRow`` says how far the index goes; the indexer writes the
 checkpoint in the same transaction as the rows it covers.
+
+Example:
+    >>> class ThingColumns(SQLModel):
+    ...     size: int
+    ...     thing_id: int = Field(primary_key=True)
+    >>> class ThingRow(CurrentPosition, ThingColumns, table=True):
+    ...     __tablename__ = "ix_thing"
+    >>> class ThingHistoryRow(HistoryPosition, ThingColumns, table=True):
+    ...     __tablename__ = "ix_thing_history"
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Table
@@ -22,41 +33,54 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = "00" * 32
 
 
-# ----- companies -----
+# ----- the position of a change -----
+#
+# The position classes come first among a table's bases: pydantic orders the columns from
+# the last base to the first, so the position columns follow the state and the key, as in
+# the initial migration.
 
 
-class CompanyFields(SQLModel):
-    admin: str
-    name: str  # kept only in the CompanyRegistered event on chain
-    status: int  # CompanyStatus
+class CurrentPosition(SQLModel):
+    """Where the current row last changed."""
 
-
-class CompanyRow(CompanyFields, table=True):
-    __tablename__ = "ix_company"
-
-    company_id: int = Field(
-        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
     block_number: int = Field(sa_type=BigInteger)
     log_index: int
     tx_hash: str
 
 
-class CompanyHistoryRow(CompanyFields, table=True):
-    __tablename__ = "ix_company_history"
+class HistoryPosition(SQLModel):
+    """Where the history row's change happened: part of its key, and indexed for rollbacks."""
 
-    company_id: int = Field(
-        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
     block_number: int = Field(sa_type=BigInteger, primary_key=True, index=True)
     log_index: int = Field(primary_key=True)
     tx_hash: str
 
 
+# ----- companies -----
+
+
+class CompanyColumns(SQLModel):
+    admin: str
+    name: str  # kept only in the CompanyRegistered event on chain
+    status: int  # CompanyStatus
+    # Ids are chosen on chain: the database must never number them itself.
+    company_id: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+
+
+class CompanyRow(CurrentPosition, CompanyColumns, table=True):
+    __tablename__ = "ix_company"
+
+
+class CompanyHistoryRow(HistoryPosition, CompanyColumns, table=True):
+    __tablename__ = "ix_company_history"
+
+
 # ----- grants -----
 
 
-class GrantFields(SQLModel):
+class GrantColumns(SQLModel):
     # uint32 and uint40 on chain: BIGINT, since PostgreSQL's INTEGER is signed 32-bit.
     max_contacts: int = Field(sa_type=BigInteger)  # 0 once revoked
     period: int = Field(sa_type=BigInteger)
@@ -67,114 +91,74 @@ class GrantFields(SQLModel):
     notice_hash: str  # hex, as in the GrantSet event
     version: int = Field(sa_type=BigInteger)
     epoch: int = Field(sa_type=BigInteger)  # consumer epoch when set
+    consumer: str = Field(primary_key=True)
+    company_id: int = Field(sa_type=BigInteger, primary_key=True)
+    channel: int = Field(primary_key=True)
 
 
-class GrantRow(GrantFields, table=True):
+class GrantRow(CurrentPosition, GrantColumns, table=True):
     __tablename__ = "ix_grant"
 
-    consumer: str = Field(primary_key=True)
-    company_id: int = Field(sa_type=BigInteger, primary_key=True)
-    channel: int = Field(primary_key=True)
-    block_number: int = Field(sa_type=BigInteger)
-    log_index: int
-    tx_hash: str
 
-
-class GrantHistoryRow(GrantFields, table=True):
+class GrantHistoryRow(HistoryPosition, GrantColumns, table=True):
     __tablename__ = "ix_grant_history"
-
-    consumer: str = Field(primary_key=True)
-    company_id: int = Field(sa_type=BigInteger, primary_key=True)
-    channel: int = Field(primary_key=True)
-    block_number: int = Field(sa_type=BigInteger, primary_key=True, index=True)
-    log_index: int = Field(primary_key=True)
-    tx_hash: str
 
 
 # ----- consumers -----
 
 
-class ConsumerFields(SQLModel):
+class ConsumerColumns(SQLModel):
     epoch: int = Field(sa_type=BigInteger)  # moved by revoke-all
     cap_max: int = Field(sa_type=BigInteger)
     cap_period: int = Field(sa_type=BigInteger)
     link_count: int = Field(sa_type=BigInteger)
+    consumer: str = Field(primary_key=True)
 
 
-class ConsumerRow(ConsumerFields, table=True):
+class ConsumerRow(CurrentPosition, ConsumerColumns, table=True):
     __tablename__ = "ix_consumer"
 
-    consumer: str = Field(primary_key=True)
-    block_number: int = Field(sa_type=BigInteger)
-    log_index: int
-    tx_hash: str
 
-
-class ConsumerHistoryRow(ConsumerFields, table=True):
+class ConsumerHistoryRow(HistoryPosition, ConsumerColumns, table=True):
     __tablename__ = "ix_consumer_history"
-
-    consumer: str = Field(primary_key=True)
-    block_number: int = Field(sa_type=BigInteger, primary_key=True, index=True)
-    log_index: int = Field(primary_key=True)
-    tx_hash: str
 
 
 # ----- contact links -----
 
 
-class LinkFields(SQLModel):
+class LinkColumns(SQLModel):
     consumer: str | None  # None once unlinked
     previous_consumer: str | None  # who held the contact before this change
     linked_at: int = Field(sa_type=BigInteger)  # block timestamp of the attestation
+    commitment: str = Field(primary_key=True)  # hex
 
 
-class LinkRow(LinkFields, table=True):
+class LinkRow(CurrentPosition, LinkColumns, table=True):
     __tablename__ = "ix_link"
 
-    commitment: str = Field(primary_key=True)  # hex
-    block_number: int = Field(sa_type=BigInteger)
-    log_index: int
-    tx_hash: str
 
-
-class LinkHistoryRow(LinkFields, table=True):
+class LinkHistoryRow(HistoryPosition, LinkColumns, table=True):
     __tablename__ = "ix_link_history"
-
-    commitment: str = Field(primary_key=True)
-    block_number: int = Field(sa_type=BigInteger, primary_key=True, index=True)
-    log_index: int = Field(primary_key=True)
-    tx_hash: str
 
 
 # ----- usage-log anchors -----
 
 
-class AnchorFields(SQLModel):
+class AnchorColumns(SQLModel):
     root: str  # hex
     tree_size: int = Field(sa_type=BigInteger)
     anchored_at: int = Field(sa_type=BigInteger)
+    log_id: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
 
 
-class AnchorRow(AnchorFields, table=True):
+class AnchorRow(CurrentPosition, AnchorColumns, table=True):
     __tablename__ = "ix_anchor"
 
-    log_id: int = Field(
-        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    block_number: int = Field(sa_type=BigInteger)
-    log_index: int
-    tx_hash: str
 
-
-class AnchorHistoryRow(AnchorFields, table=True):
+class AnchorHistoryRow(HistoryPosition, AnchorColumns, table=True):
     __tablename__ = "ix_anchor_history"
-
-    log_id: int = Field(
-        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
-    )
-    block_number: int = Field(sa_type=BigInteger, primary_key=True, index=True)
-    log_index: int = Field(primary_key=True)
-    tx_hash: str
 
 
 # ----- raw logs, recent blocks, checkpoint -----
@@ -226,16 +210,31 @@ class CheckpointRow(SQLModel, table=True):
 # ----- the entities, described once for the generic fold, rollback and reads -----
 
 
+POSITION = ("block_number", "log_index", "tx_hash")
+
+
 @dataclass(frozen=True)
 class Entity:
-    """One kind of ledger state: its two tables, key columns, state columns and empty state."""
+    """One kind of ledger state: its two tables and its empty state.
+
+    The key is the current table's primary key, and the state columns are those of ``empty``
+    (in its order), so a column added to the tables without an empty value fails at import.
+    """
 
     name: str
     current: type[SQLModel]
     history: type[SQLModel]
-    key: tuple[str, ...]
-    fields: tuple[str, ...]
     empty: dict[str, Any]
+    key: tuple[str, ...] = field(init=False)
+    fields: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        key = tuple(column.name for column in self.current_table.primary_key)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "fields", tuple(self.empty))
+        state = [c.name for c in self.current_table.columns if c.name not in {*key, *POSITION}]
+        if set(state) != set(self.fields):
+            raise TypeError(f"{self.name}: empty state {self.fields} for columns {state}")
 
     @property
     def current_table(self) -> Table:
@@ -252,26 +251,12 @@ COMPANY = Entity(
     "company",
     CompanyRow,
     CompanyHistoryRow,
-    ("company_id",),
-    ("admin", "name", "status"),
     {"admin": ZERO_ADDRESS, "name": "", "status": 0},
 )
 GRANT = Entity(
     "grant",
     GrantRow,
     GrantHistoryRow,
-    ("consumer", "company_id", "channel"),
-    (
-        "max_contacts",
-        "period",
-        "valid_from",
-        "valid_until",
-        "hours_mask",
-        "days_mask",
-        "notice_hash",
-        "version",
-        "epoch",
-    ),
     {
         "max_contacts": 0,
         "period": 0,
@@ -288,25 +273,18 @@ CONSUMER = Entity(
     "consumer",
     ConsumerRow,
     ConsumerHistoryRow,
-    ("consumer",),
-    ("epoch", "cap_max", "cap_period", "link_count"),
     {"epoch": 0, "cap_max": 0, "cap_period": 0, "link_count": 0},
 )
 LINK = Entity(
     "link",
     LinkRow,
     LinkHistoryRow,
-    ("commitment",),
-    ("consumer", "previous_consumer", "linked_at"),
     {"consumer": None, "previous_consumer": None, "linked_at": 0},
 )
 ANCHOR = Entity(
     "anchor",
     AnchorRow,
     AnchorHistoryRow,
-    ("log_id",),
-    ("root", "tree_size", "anchored_at"),
     {"root": ZERO_HASH, "tree_size": 0, "anchored_at": 0},
 )
 ENTITIES: tuple[Entity, ...] = (COMPANY, GRANT, CONSUMER, LINK, ANCHOR)
-POSITION = ("block_number", "log_index", "tx_hash")
