@@ -7,7 +7,18 @@ from fastapi import FastAPI
 from api import errors, metrics
 from api.limits import BodyLimit
 from api.ratelimit import RateLimiter
-from api.routes import auth, checks, companies, consumers, events, grants, health, lists, usage
+from api.routes import (
+    auth,
+    checks,
+    companies,
+    consent,
+    consumers,
+    events,
+    grants,
+    health,
+    lists,
+    usage,
+)
 from ledger.runtime import Ledger
 
 UPLOAD_PATHS = ("/v1/scrub", "/v1/lists")
@@ -26,7 +37,18 @@ def create_app(ledger: Ledger) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.metrics = metrics.Metrics()
     errors.install(app)
-    for module in (checks, events, usage, grants, consumers, auth, companies, lists, health):
+    for module in (
+        checks,
+        consent,
+        events,
+        usage,
+        grants,
+        consumers,
+        auth,
+        companies,
+        lists,
+        health,
+    ):
         app.include_router(module.router)
     app.add_api_route("/metrics", metrics.endpoint, include_in_schema=False)
     app.add_middleware(

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     index_max_lag_seconds: float = 10.0
 
     database_url: str | None = None  # default: a SQLite file in data_dir
+    # How long consent proofs and records are kept: UWG § 7a and the TSR ask 5 years from the
+    # grant and after each use.
+    retention_years: int = 5
     contact_salt: SecretStr | None = None
     default_region: str = "FR"
 

@@ -31,6 +31,12 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
     ),
     ("GET", "/v1/usage", None, {"company", "other_company"}),
     ("GET", "/v1/receipts/1", None, {"company", "other_company"}),
+    (
+        "GET",
+        "/v1/consent-proof?contact=%2B33612345678&channel=sms",
+        None,
+        {"company", "other_company"},
+    ),
     ("POST", "/v1/outcomes", {"seq": 1, "outcome": "answered"}, {"company", "other_company"}),
     ("GET", "/v1/me/contacts", None, {"consumer"}),
     (
