@@ -36,9 +36,16 @@ from ledger.db.prepared import Prepared
 from ledger.domain.errors import ChainUnavailable, LedgerStale
 from ledger.domain.grants import CompanyStatus, GrantRecord
 from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
-from ledger.index.tables import COMPANY, CONSUMER, GRANT, LINK, CheckpointRow, Entity
-
-_MAX_DB_ID = 1 << 63
+from ledger.index.tables import (
+    COMPANY,
+    CONSUMER,
+    GRANT,
+    LINK,
+    MAX_DB_ID,
+    CheckpointRow,
+    Entity,
+    table_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +203,7 @@ class _SnapshotReads:
 
     def company(self, company_id: int, block: int) -> CompanyRecord:
         row = None
-        if 0 <= company_id < _MAX_DB_ID:
+        if 0 <= company_id < MAX_DB_ID:
             row = _at(self.conn, _COMPANY, block, company_id=company_id)
         state = COMPANY.empty if row is None else row
         return CompanyRecord(str(state["admin"]), CompanyStatus(int(state["status"])))
@@ -212,7 +219,7 @@ class _SnapshotReads:
     def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
         who = self._checksum(consumer)
         grant_row = None
-        if 0 <= company_id < _MAX_DB_ID:
+        if 0 <= company_id < MAX_DB_ID:
             grant_row = _at(
                 self.conn, _GRANT, block, consumer=who, company_id=company_id, channel=channel
             )
@@ -292,7 +299,7 @@ _COMPANY = _EntityReads.of(COMPANY)
 _LINK = _EntityReads.of(LINK)
 _GRANT = _EntityReads.of(GRANT)
 _CONSUMER = _EntityReads.of(CONSUMER)
-_CHECKPOINT = _Rows.of(CheckpointRow.__table__)  # type: ignore[attr-defined]
+_CHECKPOINT = _Rows.of(table_of(CheckpointRow))
 
 
 def _checkpoint(conn: Connection) -> dict[str, Any] | None:

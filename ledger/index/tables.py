@@ -31,6 +31,7 @@ from sqlmodel import Field, SQLModel
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = "00" * 32
+MAX_DB_ID = 1 << 63  # ids at or above do not fit BIGINT; the API cannot name them either
 
 
 # ----- the position of a change -----
@@ -207,6 +208,12 @@ class CheckpointRow(SQLModel, table=True):
     synced_at: float
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy table of a ``table=True`` model, for Core statements."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
 # ----- the entities, described once for the generic fold, rollback and reads -----
 
 
@@ -238,13 +245,11 @@ class Entity:
 
     @property
     def current_table(self) -> Table:
-        table: Table = self.current.__table__  # type: ignore[attr-defined]
-        return table
+        return table_of(self.current)
 
     @property
     def history_table(self) -> Table:
-        table: Table = self.history.__table__  # type: ignore[attr-defined]
-        return table
+        return table_of(self.history)
 
 
 COMPANY = Entity(

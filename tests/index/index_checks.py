@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from ledger.chain.client import Chain
 from ledger.db.engine import transaction
-from ledger.index.indexer import decode
+from ledger.index.events import decode
 from ledger.index.state import IndexedState
 from ledger.index.tables import ENTITIES, BlockRow, CheckpointRow, LogRow
 
