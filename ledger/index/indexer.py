@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import requests
 from sqlalchemy.engine import Connection, Engine
@@ -78,6 +78,7 @@ class SyncReport:
 Progress = Callable[[int, int, int], None]  # (checkpoint, target, events so far)
 
 
+@dataclass(eq=False)
 class Indexer:
     """Follows the ledger contract's events into the index tables. Thread-safe.
 
@@ -86,30 +87,26 @@ class Indexer:
         engine: the database (tables created by ``storage.make_engine``).
         start_block: the contract's deployment block (nothing to index before it).
         confirmations: blocks that must sit on top of a block before it is indexed.
-        reorg_depth: recent block hashes kept to find the fork point of a reorg.
-        max_chunk_blocks: the largest block range asked of ``eth_getLogs``.
+        reorg_depth: recent block hashes kept to find the fork point of a reorg (at least 1).
+        max_chunk_blocks: the largest block range asked of ``eth_getLogs`` (at least 1).
+        clock: Unix seconds now, for the lag in seconds.
     """
 
-    def __init__(
-        self,
-        chain: Chain,
-        engine: Engine,
-        *,
-        start_block: int,
-        confirmations: int = 0,
-        reorg_depth: int = 64,
-        max_chunk_blocks: int = 10_000,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.chain = chain
-        self.engine = engine
-        self.start_block = start_block
-        self.confirmations = confirmations
-        self.reorg_depth = max(1, reorg_depth)
-        self.max_chunk_blocks = max(1, max_chunk_blocks)
-        self.clock = clock
+    chain: Chain
+    engine: Engine
+    _: KW_ONLY
+    start_block: int
+    confirmations: int = 0
+    reorg_depth: int = 64
+    max_chunk_blocks: int = 10_000
+    clock: Callable[[], float] = time.time
+    chunk_blocks: int = field(init=False)  # the block range of the next eth_getLogs
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.reorg_depth = max(1, self.reorg_depth)
+        self.max_chunk_blocks = max(1, self.max_chunk_blocks)
         self.chunk_blocks = min(_FIRST_CHUNK, self.max_chunk_blocks)
-        self._lock = threading.Lock()
 
     # ----- reading the checkpoint -----
 

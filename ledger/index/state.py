@@ -60,31 +60,31 @@ class IndexLag:
     detail: str = ""
 
 
+@dataclass(eq=False, kw_only=True)
 class IndexedState:
-    """``LedgerState`` from the index tables, pinned to the index's checkpoint block."""
+    """``LedgerState`` from the index tables, pinned to the index's checkpoint block.
 
-    def __init__(
-        self,
-        *,
-        chain: Chain,
-        engine: Engine,
-        confirmations: int = 0,
-        max_lag_blocks: int = 5,
-        max_lag_seconds: float = 10.0,
-        head_ttl: float = 0.05,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.chain = chain
-        self.engine = engine
-        self.confirmations = confirmations
-        self.max_lag_blocks = max_lag_blocks
-        self.max_lag_seconds = max_lag_seconds
-        self.clock = clock
-        # The node's head is asked at most every `head_ttl` seconds: under load most checks
-        # reuse a head a few milliseconds old instead of paying a request each (a failed
-        # request is never reused, so an unreachable node is noticed as soon as it expires).
-        self.head_ttl = head_ttl
-        self._seen: tuple[float, BlockRef] | None = None
+    Args:
+        chain: the node whose head the index is measured against.
+        engine: the database of the index.
+        confirmations: the indexer's confirmation depth (not counted as lag).
+        max_lag_blocks: blocks behind beyond which the index is stale.
+        max_lag_seconds: seconds behind beyond which the index is stale.
+        head_ttl: seconds a head read from the node is reused.
+        clock: Unix seconds now, for the lag in seconds.
+    """
+
+    chain: Chain
+    engine: Engine
+    confirmations: int = 0
+    max_lag_blocks: int = 5
+    max_lag_seconds: float = 10.0
+    # The node's head is asked at most every `head_ttl` seconds: under load most checks
+    # reuse a head a few milliseconds old instead of paying a request each (a failed
+    # request is never reused, so an unreachable node is noticed as soon as it expires).
+    head_ttl: float = 0.05
+    clock: Callable[[], float] = time.time
+    _seen: tuple[float, BlockRef] | None = field(default=None, init=False, repr=False)
 
     def lag(self) -> IndexLag:
         """Measures the lag now (one read of the checkpoint, one request to the node)."""
