@@ -84,7 +84,7 @@ class Indexer:
 
     Args:
         chain: the node and the contract to follow.
-        engine: the database (tables created by ``storage.make_engine``).
+        engine: the database (tables created by ``ledger.schema.upgrade``).
         start_block: the contract's deployment block (nothing to index before it).
         confirmations: blocks that must sit on top of a block before it is indexed.
         reorg_depth: recent block hashes kept to find the fork point of a reorg (at least 1).

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -49,52 +50,39 @@ def commitment_of(ledger: Ledger, contact: str) -> bytes:
     return contacts.commitment(parsed, ledger.settings.contact_salt_bytes)
 
 
-def revoke_all(ledger: Ledger, account: LocalAccount) -> None:
+def relay(
+    ledger: Ledger,
+    account: LocalAccount,
+    sign: Callable[..., Any],
+    send: Callable[..., Any],
+    **fields: Any,
+) -> None:
+    """Has ``account`` sign the message ``sign`` builds and ``send`` relay it, as a wallet does."""
     nonce = ledger.chain.nonce(account.address)
-    doc = messages.revoke_all(
-        ledger.chain.domain, consumer=account.address, nonce=nonce, deadline=DEADLINE
+    doc = sign(
+        ledger.chain.domain, consumer=account.address, nonce=nonce, deadline=DEADLINE, **fields
     )
-    ledger.relayer.revoke_all(
-        account.address, nonce=nonce, deadline=DEADLINE, signature=messages.sign(doc, account.key)
-    )
+    signature = messages.sign(doc, account.key)
+    send(account.address, nonce=nonce, deadline=DEADLINE, signature=signature, **fields)
+
+
+def revoke_all(ledger: Ledger, account: LocalAccount) -> None:
+    relay(ledger, account, messages.revoke_all, ledger.relayer.revoke_all)
 
 
 def set_cap(ledger: Ledger, account: LocalAccount, max_contacts: int, period: int) -> None:
-    nonce = ledger.chain.nonce(account.address)
-    doc = messages.set_global_cap(
-        ledger.chain.domain,
-        consumer=account.address,
+    relay(
+        ledger,
+        account,
+        messages.set_global_cap,
+        ledger.relayer.set_global_cap,
         max_contacts=max_contacts,
         period=period,
-        nonce=nonce,
-        deadline=DEADLINE,
-    )
-    ledger.relayer.set_global_cap(
-        account.address,
-        max_contacts=max_contacts,
-        period=period,
-        nonce=nonce,
-        deadline=DEADLINE,
-        signature=messages.sign(doc, account.key),
     )
 
 
 def unlink(ledger: Ledger, account: LocalAccount, commitment: bytes) -> None:
-    nonce = ledger.chain.nonce(account.address)
-    doc = messages.unlink(
-        ledger.chain.domain,
-        consumer=account.address,
-        commitment=commitment,
-        nonce=nonce,
-        deadline=DEADLINE,
-    )
-    ledger.relayer.unlink(
-        account.address,
-        commitment=commitment,
-        nonce=nonce,
-        deadline=DEADLINE,
-        signature=messages.sign(doc, account.key),
-    )
+    relay(ledger, account, messages.unlink, ledger.relayer.unlink, commitment=commitment)
 
 
 def every_kind_of_event(ledger: Ledger, consumer: LocalAccount) -> list[int]:
