@@ -14,7 +14,6 @@ ChannelName = Literal["call", "sms", "email", "messaging"]
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 Address = Field(pattern=ADDRESS_PATTERN, examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
 AddressPath = Annotated[str, Path(pattern=ADDRESS_PATTERN)]
-Hex32 = Field(default="0x" + "00" * 32, pattern=r"^0x[0-9a-fA-F]{64}$")
 UINT32 = (1 << 32) - 1
 Nonce = Field(
     ge=0,
@@ -137,7 +136,10 @@ class GrantTermsIn(BaseModel):
     valid_until: int = Field(default=OPEN_ENDED, gt=0, le=OPEN_ENDED)
     hours_mask: int = Field(default=ALL_HOURS, gt=0, le=ALL_HOURS)
     days_mask: int = Field(default=ALL_DAYS, gt=0, le=ALL_DAYS)
-    notice_hash: str = Hex32
+    notice_hash: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="keccak-256 of the company's notice the consumer read (not zero)",
+    )
 
 
 class GrantDraft(GrantTermsIn, ConsumerMessage):
@@ -154,6 +156,7 @@ class SignedGrant(GrantTermsIn, ConsumerSigned):
                     "channel": "sms",
                     "max_contacts": 4,
                     "period": 31536000,
+                    "notice_hash": "0x" + "5e" * 32,
                     "version": 0,
                     "deadline": 1893456000,
                     "signature": "0x" + "00" * 65,

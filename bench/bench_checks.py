@@ -97,8 +97,8 @@ def _link_and_grant(ledger: Ledger, *, batch: int = 25) -> None:
         commitment = contacts.commitment(parsed, salt)
         version = 0  # a consumer's first grant
         doc = messages.set_grant(
-            chain.domain, consumer=consumer.address, terms=TERMS, version=version, deadline=deadline
-        )
+            consumer.address, TERMS, version=version, deadline=deadline
+        ).typed_data(chain.domain)
         signature = messages.sign(doc, consumer.key)
         for method, args in (
             ("attestLink", [consumer.address, commitment]),

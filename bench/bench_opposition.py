@@ -29,7 +29,10 @@ from ledger.domain.channels import Channel
 from ledger.domain.decision import OppositionStatus, Snapshot, decide
 from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, CompanyStatus, GrantRecord
 from ledger.domain.state import CompanyRecord, ConsumerRecord
-from ledger.lists.cache import DAY, ListFormat, OppositionCache, normalise_many
+from ledger.lists.cache import OppositionCache
+from ledger.lists.formats import ListFormat
+from ledger.lists.importer import DAY, ListImport, import_file
+from ledger.lists.normalise import normalise_many
 from ledger.schema import migrated_engine
 
 SEED = 20_260_811
@@ -72,12 +75,11 @@ def phase_write(directory: Path, numbers: int) -> dict[str, float]:
 def phase_import(directory: Path, workers: int) -> dict[str, float]:
     cache = OppositionCache(engine=migrated_engine(_db(directory)), directory=directory / "lists")
     start = time.perf_counter()
-    report = cache.import_file(
+    report = import_file(
         directory / "dnc.txt",
-        region="US",
-        fmt=ListFormat.DNC,
+        ListImport(region="US", fmt=ListFormat.DNC, workers=workers),
+        cache=cache,
         fetched_at=int(time.time()) - DAY,
-        workers=workers,
     )
     return {
         "seconds": time.perf_counter() - start,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from eth_utils.crypto import keccak
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -24,7 +25,9 @@ from ledger.domain import contacts
 from ledger.domain.errors import ChainUnavailable, LedgerError
 from ledger.domain.law import registry
 from ledger.domain.law.rules import BasisRule, LimitRule
-from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
+from ledger.lists.cache import OppositionCache
+from ledger.lists.formats import ImportMode, ListFormat
+from ledger.lists.importer import ListImport, import_file
 from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.services import apikeys, companies, linking
@@ -278,21 +281,19 @@ def lists_import(
     if fetched_at is not None:
         aware = fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC)
         when = int(aware.timestamp())
+    spec = ListImport(
+        region=region,
+        fmt=fmt,
+        mode=mode,
+        column=int(column) - 1 if column.isdigit() else column,
+        header=header,
+        max_age=None if max_age_days is None else max_age_days * 86400,
+        company_id=company,
+        workers=workers or len(os.sched_getaffinity(0)),
+    )
     cache = _open_lists(data_dir)
     with console.status(f"importing {file.name}..."):
-        report = cache.import_file(
-            file,
-            region=region,
-            fmt=fmt,
-            mode=mode,
-            column=int(column) - 1 if column.isdigit() else column,
-            header=header,
-            source=source,
-            fetched_at=when,
-            max_age=None if max_age_days is None else max_age_days * 86400,
-            company_id=company,
-            workers=workers or len(os.sched_getaffinity(0)),
-        )
+        report = import_file(file, spec, cache=cache, source=source, fetched_at=when)
     m = report.snapshot
     verb = "imported" if report.created else "already imported"
     fetched = datetime.fromtimestamp(m.fetched_at, UTC)
@@ -335,17 +336,22 @@ def wallet_grant(
     company: Annotated[int, typer.Option(help="company id")],
     channel: Annotated[str, typer.Option(help="call, sms, email or messaging")],
     max_contacts: Annotated[int, typer.Option("--max", help="contacts per period")],
+    notice: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="the company's notice you read")
+    ],
     period_days: Annotated[int, typer.Option(help="rolling period in days")] = 365,
     api: ApiOpt = "http://127.0.0.1:8000",
 ) -> None:
-    """Sign a grant with your key and relay it (the operator pays the gas)."""
-    answer = wallet.grant(
-        api,
-        key,
+    """Sign a grant with your key and relay it (the operator pays the gas).
+
+    The grant carries the keccak-256 of the notice file, so the consent can be proven later.
+    """
+    answer = wallet.Wallet(api, key).grant(
         company_id=company,
         channel=channel,
         max_contacts=max_contacts,
         period=period_days * 86400,
+        notice_hash="0x" + keccak(notice.read_bytes()).hex(),
     )
     console.print(f"grant relayed: tx {answer['tx_hash']} in block {answer['block_number']}")
 
@@ -358,7 +364,7 @@ def wallet_revoke(
     api: ApiOpt = "http://127.0.0.1:8000",
 ) -> None:
     """Sign a revocation with your key and relay it."""
-    answer = wallet.revoke(api, key, company_id=company, channel=channel)
+    answer = wallet.Wallet(api, key).revoke(company_id=company, channel=channel)
     console.print(f"grant revoked: tx {answer['tx_hash']} in block {answer['block_number']}")
 
 

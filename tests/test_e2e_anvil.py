@@ -19,7 +19,7 @@ import pytest
 
 from ledger.chain.anvil import DEMO_ACCOUNTS, anvil_binary
 from ledger.consent import wallet
-from tests.helpers import PHONE
+from tests.helpers import NOTICE, PHONE
 
 CONSUMER, CONSUMER_KEY = DEMO_ACCOUNTS[0]
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
@@ -114,28 +114,30 @@ def codes(body: dict[str, object]) -> list[str]:
     return [r["code"] for r in body["reasons"]]  # type: ignore[attr-defined, index]
 
 
-def test_grant_check_record_until_spent_then_revoke(stack: Stack) -> None:
+def test_grant_check_record_until_spent_then_revoke(stack: Stack, tmp_path: Path) -> None:
+    """The README's quick start, through the installed CLI wallet."""
     stack.register_company()
     stack.cli("link", PHONE, CONSUMER)
     assert codes(stack.check()) == ["no_grant", "consent_required"]
 
-    wallet.grant(
-        stack.url, CONSUMER_KEY, company_id=1, channel="sms", max_contacts=4, period=365 * 86400
-    )
+    notice = tmp_path / "notice.txt"
+    notice.write_text("Acme SMS texts you offers about its own products.\n")
+    wallet_args = ["--key", CONSUMER_KEY, "--company", "1", "--channel", "sms", "--api", stack.url]
+    stack.cli("wallet", "grant", *wallet_args, "--max", "4", "--notice", str(notice))
     answers = [stack.check() for _ in range(5)]
     assert [a["allowed"] for a in answers] == [True, True, True, True, False]
     assert codes(answers[4]) == ["quota_exhausted"]
     assert "quota of 4 sms per 365 days" in answers[4]["reasons"][0]["message"]  # type: ignore[index]
 
-    wallet.revoke(stack.url, CONSUMER_KEY, company_id=1, channel="sms")
+    stack.cli("wallet", "revoke", *wallet_args)
     assert codes(stack.check()) == ["revoked"]
 
 
 def test_grants_survive_a_clean_restart_and_a_hard_kill(stack: Stack) -> None:
     stack.register_company()
     stack.cli("link", PHONE, CONSUMER)
-    wallet.grant(
-        stack.url, CONSUMER_KEY, company_id=1, channel="sms", max_contacts=2, period=365 * 86400
+    wallet.Wallet(stack.url, CONSUMER_KEY).grant(
+        company_id=1, channel="sms", max_contacts=2, period=365 * 86400, notice_hash=NOTICE
     )
     assert stack.check()["allowed"]
 
@@ -159,8 +161,8 @@ def test_blocks_lost_by_the_node_are_noticed_and_replayed(tmp_path: Path) -> Non
         stack.cli("link", PHONE, CONSUMER)
         stack.stop(signal.SIGTERM)
         stack.start()
-        wallet.grant(
-            stack.url, CONSUMER_KEY, company_id=1, channel="sms", max_contacts=4, period=365 * 86400
+        wallet.Wallet(stack.url, CONSUMER_KEY).grant(
+            company_id=1, channel="sms", max_contacts=4, period=365 * 86400, notice_hash=NOTICE
         )
         assert stack.check()["allowed"]
         stack.stop(signal.SIGKILL)  # the grant's block is not in the state file

@@ -20,6 +20,7 @@ from api.schemas import (
     SignedUnlink,
     TxOut,
 )
+from ledger.consent import messages
 from ledger.services import consumer_views, linking
 
 router = APIRouter(tags=["consumer"])
@@ -34,26 +35,22 @@ def consumer_nonce(consumer: AddressPath, ledger: LedgerDep) -> NonceInfo:
 @router.post("/v1/revocations/all", response_model=TxOut, status_code=201)
 def relay_revoke_all(body: SignedRevokeAll, ledger: LedgerDep) -> TxOut:
     """Relay a signed revoke-all: every grant of the consumer stops at once."""
-    receipt = ledger.relayer.revoke_all(
-        body.consumer,
-        nonce=body.nonce,
-        deadline=body.deadline,
-        signature=body.signature_bytes,
-    )
+    message = messages.revoke_all(body.consumer, nonce=body.nonce, deadline=body.deadline)
+    receipt = ledger.relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
 @router.post("/v1/global-caps", response_model=TxOut, status_code=201)
 def relay_global_cap(body: SignedGlobalCap, ledger: LedgerDep) -> TxOut:
     """Relay a signed global cap: at most N contacts per period across all companies."""
-    receipt = ledger.relayer.set_global_cap(
+    message = messages.set_global_cap(
         body.consumer,
         max_contacts=body.max_contacts,
         period=body.period,
         nonce=body.nonce,
         deadline=body.deadline,
-        signature=body.signature_bytes,
     )
+    receipt = ledger.relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
@@ -80,13 +77,13 @@ def verify_link(body: LinkVerifyIn, ledger: LedgerDep, consumer: ConsumerDep) ->
 @router.post("/v1/links/unlink", response_model=TxOut, status_code=201)
 def relay_unlink(body: SignedUnlink, ledger: LedgerDep) -> TxOut:
     """Relay a signed unlink: the consumer's grants stop reaching that contact."""
-    receipt = ledger.relayer.unlink(
+    message = messages.unlink(
         body.consumer,
         commitment=bytes.fromhex(body.commitment[2:]),
         nonce=body.nonce,
         deadline=body.deadline,
-        signature=body.signature_bytes,
     )
+    receipt = ledger.relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 

@@ -44,40 +44,33 @@ def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     """Return the EIP-712 typed data a consumer signs for this grant."""
     terms = _terms(body)
     version = ledger.chain.grant_version(body.consumer, terms.company_id, int(terms.channel))
-    doc = messages.set_grant(
-        ledger.chain.domain,
-        consumer=body.consumer,
-        terms=terms,
-        version=version,
-        deadline=body.deadline,
-    )
+    message = messages.set_grant(body.consumer, terms, version=version, deadline=body.deadline)
+    message.admit()  # refuse before the consumer signs what the relay would refuse
+    doc = message.typed_data(ledger.chain.domain)
     return TypedDataOut(version=version, typed_data=doc)
 
 
 @router.post("", response_model=TxOut, status_code=201)
 def relay_grant(body: SignedGrant, ledger: LedgerDep) -> TxOut:
     """Relay a grant signed by the consumer (the operator pays the gas)."""
-    receipt = ledger.relayer.set_grant(
-        body.consumer,
-        _terms(body),
-        version=body.version,
-        deadline=body.deadline,
-        signature=body.signature_bytes,
+    message = messages.set_grant(
+        body.consumer, _terms(body), version=body.version, deadline=body.deadline
     )
+    receipt = ledger.relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
 @router.post("/revocations", response_model=TxOut, status_code=201)
 def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
     """Relay a revocation signed by the consumer; effective from the block that records it."""
-    receipt = ledger.relayer.revoke_grant(
+    message = messages.revoke_grant(
         body.consumer,
         company_id=body.company_id,
         channel=int(Channel.parse(body.channel)),
         version=body.version,
         deadline=body.deadline,
-        signature=body.signature_bytes,
     )
+    receipt = ledger.relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 

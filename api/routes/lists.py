@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import LedgerDep, OperatorDep
 from api.schemas import ListImportOut, ListOut
-from ledger.lists.cache import ImportMode, ListFormat, OppositionListBase
+from ledger.lists.formats import ImportMode, ListFormat
+from ledger.lists.importer import ListImport, import_file
+from ledger.lists.store import OppositionListBase
 
 router = APIRouter(prefix="/v1/lists", tags=["operator"])
 
@@ -64,22 +66,21 @@ async def import_list(
     ] = None,
 ) -> ListImportOut:
     """Import a list file (streamed to disk first): full snapshot, additions or removals."""
+    spec = ListImport(
+        region=region.upper(),
+        fmt=fmt,
+        mode=mode,
+        column=column,
+        header=header,
+        company_id=company_id,
+    )
     with tempfile.TemporaryDirectory(prefix="ql-list-") as folder:
         path = FilePath(folder) / "upload"
         with path.open("wb") as out:
             async for chunk in request.stream():
                 out.write(chunk)
         report = await run_in_threadpool(
-            ledger.lists.import_file,
-            path,
-            region=region.upper(),
-            fmt=fmt,
-            mode=mode,
-            column=column,
-            header=header,
-            source=source,
-            fetched_at=fetched_at,
-            company_id=company_id,
+            import_file, path, spec, cache=ledger.lists, source=source, fetched_at=fetched_at
         )
     return ListImportOut(
         snapshot=_out(report.snapshot), created=report.created, invalid_lines=report.invalid_lines

@@ -27,7 +27,6 @@ from ledger.chain.client import Chain
 from ledger.consent import messages
 from ledger.db.engine import transaction
 from ledger.domain.errors import InvalidSignature, StaleNonce, StaleVersion
-from ledger.domain.grants import GrantTerms
 
 
 class OperatorTx(SQLModel, table=True):
@@ -49,7 +48,7 @@ class Relayer:
 
     Example:
         >>> relayer = Relayer(chain, engine)
-        >>> relayer.set_grant(consumer, terms, version=0, deadline=d, signature=sig)
+        >>> relayer.relay(messages.set_grant(consumer, terms, version=0, deadline=d), sig)
     """
 
     def __init__(
@@ -88,136 +87,33 @@ class Relayer:
 
     # ----- consumers' signed messages -----
 
-    def set_grant(
-        self, consumer: str, terms: GrantTerms, *, version: int, deadline: int, signature: bytes
-    ) -> TxReceipt:
-        """Relays a signed ``SetGrant``.
+    def relay(self, message: messages.Message, signature: bytes) -> TxReceipt:
+        """Relays a consumer's signed message (every kind goes the same way).
 
         Raises:
-            InvalidSignature, ExpiredSignature, StaleVersion: the message is refused (no gas spent).
+            InvalidSignature, ExpiredSignature, StaleVersion, StaleNonce, InvalidGrant: the
+            message is refused and no gas is spent.
         """
-        doc = messages.set_grant(
-            self.chain.domain, consumer=consumer, terms=terms, version=version, deadline=deadline
-        )
-        self._verify(doc, consumer, signature, deadline)
-        self._check_version(consumer, terms.company_id, int(terms.channel), version)
-        return self.submit(
-            "setGrantBySig",
-            to_checksum_address(consumer),
-            terms.as_tuple(),
-            version,
-            deadline,
-            signature,
-        )
+        message.admit()
+        self._verify(message.typed_data(self.chain.domain), message, signature)
+        self._check_guard(message)
+        return self.submit(message.kind.method, *message.call_args(signature))
 
-    def revoke_grant(
-        self,
-        consumer: str,
-        *,
-        company_id: int,
-        channel: int,
-        version: int,
-        deadline: int,
-        signature: bytes,
-    ) -> TxReceipt:
-        """Relays a signed ``RevokeGrant`` (same refusals as ``set_grant``)."""
-        doc = messages.revoke_grant(
-            self.chain.domain,
-            consumer=consumer,
-            company_id=company_id,
-            channel=channel,
-            version=version,
-            deadline=deadline,
-        )
-        self._verify(doc, consumer, signature, deadline)
-        self._check_version(consumer, company_id, channel, version)
-        return self.submit(
-            "revokeGrantBySig",
-            to_checksum_address(consumer),
-            company_id,
-            channel,
-            version,
-            deadline,
-            signature,
-        )
+    def _check_guard(self, message: messages.Message) -> None:
+        # A version belongs to one grant, a nonce to the consumer: a replayed or superseded
+        # message is refused here rather than reverted on chain.
+        if message.kind.guard == "version":
+            current = self.chain.grant_version(message.consumer, *message.grant)
+            if current != message.guard:
+                raise StaleVersion(message.guard, current)
+        else:
+            current = self.chain.nonce(message.consumer)
+            if current != message.guard:
+                raise StaleNonce(to_checksum_address(message.consumer), current)
 
-    def revoke_all(
-        self, consumer: str, *, nonce: int, deadline: int, signature: bytes
-    ) -> TxReceipt:
-        """Relays a signed ``RevokeAll``: every grant of the consumer stops at once.
-
-        Raises:
-            InvalidSignature, ExpiredSignature, StaleNonce: the message is refused (no gas spent).
-        """
-        doc = messages.revoke_all(
-            self.chain.domain, consumer=consumer, nonce=nonce, deadline=deadline
-        )
-        self._verify(doc, consumer, signature, deadline)
-        self._check_nonce(consumer, nonce)
-        return self.submit(
-            "revokeAllBySig", to_checksum_address(consumer), nonce, deadline, signature
-        )
-
-    def set_global_cap(
-        self,
-        consumer: str,
-        *,
-        max_contacts: int,
-        period: int,
-        nonce: int,
-        deadline: int,
-        signature: bytes,
-    ) -> TxReceipt:
-        """Relays a signed ``SetGlobalCap`` ((0, 0) removes the cap; same refusals as above)."""
-        doc = messages.set_global_cap(
-            self.chain.domain,
-            consumer=consumer,
-            max_contacts=max_contacts,
-            period=period,
-            nonce=nonce,
-            deadline=deadline,
-        )
-        self._verify(doc, consumer, signature, deadline)
-        self._check_nonce(consumer, nonce)
-        return self.submit(
-            "setGlobalCapBySig",
-            to_checksum_address(consumer),
-            max_contacts,
-            period,
-            nonce,
-            deadline,
-            signature,
-        )
-
-    def unlink(
-        self, consumer: str, *, commitment: bytes, nonce: int, deadline: int, signature: bytes
-    ) -> TxReceipt:
-        """Relays a signed ``Unlink``: the consumer's grants stop reaching that contact."""
-        doc = messages.unlink(
-            self.chain.domain,
-            consumer=consumer,
-            commitment=commitment,
-            nonce=nonce,
-            deadline=deadline,
-        )
-        self._verify(doc, consumer, signature, deadline)
-        self._check_nonce(consumer, nonce)
-        return self.submit(
-            "unlinkBySig", to_checksum_address(consumer), commitment, nonce, deadline, signature
-        )
-
-    def _check_nonce(self, consumer: str, nonce: int) -> None:
-        current = self.chain.nonce(consumer)
-        if current != nonce:
-            raise StaleNonce(to_checksum_address(consumer), current)
-
-    def _check_version(self, consumer: str, company_id: int, channel: int, version: int) -> None:
-        current = self.chain.grant_version(consumer, company_id, channel)
-        if current != version:
-            raise StaleVersion(version, current)
-
-    def _verify(self, doc: dict[str, Any], consumer: str, signature: bytes, deadline: int) -> None:
-        messages.check_deadline(deadline, int(time.time()))
+    def _verify(self, doc: dict[str, Any], message: messages.Message, signature: bytes) -> None:
+        messages.check_deadline(message.deadline, int(time.time()))
+        consumer = message.consumer
         if len(signature) == 65 and messages.recover(doc, signature) == to_checksum_address(
             consumer
         ):

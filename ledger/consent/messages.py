@@ -6,14 +6,15 @@ the same typed data with ``eth_signTypedData_v4``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 
-from ledger.domain.errors import ExpiredSignature, InvalidSignature
+from ledger.domain.errors import ExpiredSignature, InvalidGrant, InvalidSignature
 from ledger.domain.grants import GrantTerms
 
 DOMAIN_NAME = "QuotaLedger"
@@ -26,48 +27,76 @@ _EIP712_DOMAIN = [
     {"name": "verifyingContract", "type": "address"},
 ]
 
+Guard = Literal["version", "nonce"]
+ZERO_HASH = b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of consumer message: its EIP-712 type, the contract function that relays it and
+    what stops a replay.
+
+    Every message is ``consumer``, the kind's own fields, the guard, ``deadline`` (in that order,
+    as in QuotaLedger.sol), so one table row describes it completely.
+    """
+
+    primary_type: str
+    method: str
+    guard: Guard  # "version": the grant's own counter; "nonce": the consumer's counter
+    fields: tuple[tuple[str, str], ...]  # (name, Solidity type) between consumer and guard
+    as_struct: bool = False  # the contract takes the fields as one struct argument
+    # Refuses a message the contract would take but the law would not (before gas is spent).
+    admit: Callable[[tuple[Any, ...]], None] | None = None
+
+    def __post_init__(self) -> None:
+        # The relayer reads the grant a version guards from the first two fields.
+        if self.guard == "version" and [n for n, _ in self.fields[:2]] != ["companyId", "channel"]:
+            raise ValueError(f"{self.primary_type}: a version guard needs companyId, channel first")
+
+    @property
+    def eip712_fields(self) -> list[dict[str, str]]:
+        guard_type = "uint32" if self.guard == "version" else "uint256"
+        names = [("consumer", "address"), *self.fields, (self.guard, guard_type)]
+        return [{"name": n, "type": t} for n, t in (*names, ("deadline", "uint256"))]
+
+
+def _require_notice(values: tuple[Any, ...]) -> None:
+    # GDPR art. 7(1): the company must be able to show what the consumer was told; a grant
+    # signed over no notice cannot be proven later, so it never reaches the chain.
+    if values[-1] == ZERO_HASH:
+        raise InvalidGrant("notice_hash is zero: sign the hash of the notice the consumer read")
+
+
+SET_GRANT = Kind(
+    "SetGrant",
+    "setGrantBySig",
+    "version",
+    (
+        ("companyId", "uint64"),
+        ("channel", "uint8"),
+        ("maxContacts", "uint32"),
+        ("period", "uint32"),
+        ("validFrom", "uint40"),
+        ("validUntil", "uint40"),
+        ("hoursMask", "uint24"),
+        ("daysMask", "uint8"),
+        ("noticeHash", "bytes32"),
+    ),
+    as_struct=True,
+    admit=_require_notice,
+)
+REVOKE_GRANT = Kind(
+    "RevokeGrant", "revokeGrantBySig", "version", (("companyId", "uint64"), ("channel", "uint8"))
+)
+REVOKE_ALL = Kind("RevokeAll", "revokeAllBySig", "nonce", ())
+SET_GLOBAL_CAP = Kind(
+    "SetGlobalCap", "setGlobalCapBySig", "nonce", (("maxContacts", "uint32"), ("period", "uint32"))
+)
+UNLINK = Kind("Unlink", "unlinkBySig", "nonce", (("commitment", "bytes32"),))
+
+KINDS = {k.primary_type: k for k in (SET_GRANT, REVOKE_GRANT, REVOKE_ALL, SET_GLOBAL_CAP, UNLINK)}
 # Field lists must match the type strings written out in QuotaLedger.sol.
-TYPES: dict[str, list[dict[str, str]]] = {
-    "SetGrant": [
-        {"name": "consumer", "type": "address"},
-        {"name": "companyId", "type": "uint64"},
-        {"name": "channel", "type": "uint8"},
-        {"name": "maxContacts", "type": "uint32"},
-        {"name": "period", "type": "uint32"},
-        {"name": "validFrom", "type": "uint40"},
-        {"name": "validUntil", "type": "uint40"},
-        {"name": "hoursMask", "type": "uint24"},
-        {"name": "daysMask", "type": "uint8"},
-        {"name": "noticeHash", "type": "bytes32"},
-        {"name": "version", "type": "uint32"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-    "RevokeGrant": [
-        {"name": "consumer", "type": "address"},
-        {"name": "companyId", "type": "uint64"},
-        {"name": "channel", "type": "uint8"},
-        {"name": "version", "type": "uint32"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-    "RevokeAll": [
-        {"name": "consumer", "type": "address"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-    "SetGlobalCap": [
-        {"name": "consumer", "type": "address"},
-        {"name": "maxContacts", "type": "uint32"},
-        {"name": "period", "type": "uint32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-    "Unlink": [
-        {"name": "consumer", "type": "address"},
-        {"name": "commitment", "type": "bytes32"},
-        {"name": "nonce", "type": "uint256"},
-        {"name": "deadline", "type": "uint256"},
-    ],
-}
+TYPES: dict[str, list[dict[str, str]]] = {name: k.eip712_fields for name, k in KINDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,88 +115,84 @@ class Domain:
         }
 
 
-def typed_data(domain: Domain, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
-    """The full ``eth_signTypedData_v4`` document for a message."""
-    return {
-        "types": {"EIP712Domain": _EIP712_DOMAIN, primary_type: TYPES[primary_type]},
-        "primaryType": primary_type,
-        "domain": domain.as_dict(),
-        "message": message,
-    }
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One consumer message, before or after it is signed.
+
+    Example:
+        >>> m = revoke_all("0x" + "11" * 20, nonce=0, deadline=2_000_000_000)
+        >>> m.typed_data(Domain(31337, "0x" + "22" * 20))["primaryType"]
+        'RevokeAll'
+    """
+
+    kind: Kind
+    consumer: str
+    values: tuple[Any, ...]  # the kind's fields, in order (ints and bytes)
+    guard: int  # the version or nonce the consumer signed
+    deadline: int
+
+    @property
+    def grant(self) -> tuple[int, int]:
+        """(company id, channel) of the grant a version-guarded message is about."""
+        return int(self.values[0]), int(self.values[1])
+
+    def admit(self) -> None:
+        """Raises when the law refuses this message whatever its signature (see ``Kind.admit``)."""
+        if self.kind.admit is not None:
+            self.kind.admit(self.values)
+
+    def typed_data(self, domain: Domain) -> dict[str, Any]:
+        """The full ``eth_signTypedData_v4`` document."""
+        names = [f["name"] for f in self.kind.eip712_fields]
+        plain = [_json(v) for v in self.values]
+        values = [to_checksum_address(self.consumer), *plain, self.guard, self.deadline]
+        return {
+            "types": {
+                "EIP712Domain": _EIP712_DOMAIN,
+                self.kind.primary_type: TYPES[self.kind.primary_type],
+            },
+            "primaryType": self.kind.primary_type,
+            "domain": domain.as_dict(),
+            "message": dict(zip(names, values, strict=True)),
+        }
+
+    def call_args(self, signature: bytes) -> tuple[Any, ...]:
+        """The arguments of the contract function that relays this message."""
+        fields = (self.values,) if self.kind.as_struct else self.values
+        return (to_checksum_address(self.consumer), *fields, self.guard, self.deadline, signature)
 
 
-def set_grant(
-    domain: Domain, *, consumer: str, terms: GrantTerms, version: int, deadline: int
-) -> dict[str, Any]:
-    """Typed data for ``setGrantBySig``; ``version`` is the grant's current version."""
-    return typed_data(
-        domain,
-        "SetGrant",
-        {
-            "consumer": to_checksum_address(consumer),
-            "companyId": terms.company_id,
-            "channel": int(terms.channel),
-            "maxContacts": terms.max_contacts,
-            "period": terms.period,
-            "validFrom": terms.valid_from,
-            "validUntil": terms.valid_until,
-            "hoursMask": terms.hours_mask,
-            "daysMask": terms.days_mask,
-            "noticeHash": "0x" + terms.notice_hash.hex(),
-            "version": version,
-            "deadline": deadline,
-        },
-    )
+def _json(value: Any) -> Any:
+    return "0x" + value.hex() if isinstance(value, bytes) else int(value)
+
+
+def set_grant(consumer: str, terms: GrantTerms, *, version: int, deadline: int) -> Message:
+    """``SetGrant``; ``version`` is the grant's current version."""
+    return Message(SET_GRANT, consumer, terms.as_tuple(), version, deadline)
 
 
 def revoke_grant(
-    domain: Domain, *, consumer: str, company_id: int, channel: int, version: int, deadline: int
-) -> dict[str, Any]:
-    """Typed data for ``revokeGrantBySig``."""
-    return typed_data(
-        domain,
-        "RevokeGrant",
-        {
-            "consumer": to_checksum_address(consumer),
-            "companyId": company_id,
-            "channel": int(channel),
-            "version": version,
-            "deadline": deadline,
-        },
-    )
+    consumer: str, *, company_id: int, channel: int, version: int, deadline: int
+) -> Message:
+    """``RevokeGrant``: the grant stops from the block that records it."""
+    return Message(REVOKE_GRANT, consumer, (company_id, int(channel)), version, deadline)
 
 
-def revoke_all(domain: Domain, *, consumer: str, nonce: int, deadline: int) -> dict[str, Any]:
-    """Typed data for ``revokeAllBySig``."""
-    message = {"consumer": to_checksum_address(consumer), "nonce": nonce, "deadline": deadline}
-    return typed_data(domain, "RevokeAll", message)
+def revoke_all(consumer: str, *, nonce: int, deadline: int) -> Message:
+    """``RevokeAll``: every grant of the consumer stops at once."""
+    return Message(REVOKE_ALL, consumer, (), nonce, deadline)
 
 
 def set_global_cap(
-    domain: Domain, *, consumer: str, max_contacts: int, period: int, nonce: int, deadline: int
-) -> dict[str, Any]:
-    """Typed data for ``setGlobalCapBySig``; (0, 0) removes the cap."""
-    message = {
-        "consumer": to_checksum_address(consumer),
-        "maxContacts": max_contacts,
-        "period": period,
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-    return typed_data(domain, "SetGlobalCap", message)
+    consumer: str, *, max_contacts: int, period: int, nonce: int, deadline: int
+) -> Message:
+    """``SetGlobalCap``; (0, 0) removes the cap."""
+    return Message(SET_GLOBAL_CAP, consumer, (max_contacts, period), nonce, deadline)
 
 
-def unlink(
-    domain: Domain, *, consumer: str, commitment: bytes, nonce: int, deadline: int
-) -> dict[str, Any]:
-    """Typed data for ``unlinkBySig``: the consumer removes the link of one contact."""
-    message = {
-        "consumer": to_checksum_address(consumer),
-        "commitment": "0x" + commitment.hex(),
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-    return typed_data(domain, "Unlink", message)
+def unlink(consumer: str, *, commitment: bytes, nonce: int, deadline: int) -> Message:
+    """``Unlink``: the consumer removes the link of one contact."""
+    return Message(UNLINK, consumer, (commitment,), nonce, deadline)
 
 
 def sign(document: dict[str, Any], private_key: str | bytes) -> bytes:

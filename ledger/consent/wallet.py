@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -28,92 +29,99 @@ class ApiError(LedgerError):
         self.problem = problem
 
 
-def grant(
-    api_url: str,
-    private_key: str,
-    *,
-    company_id: int,
-    channel: str,
-    max_contacts: int,
-    period: int,
-    ttl: int = DEFAULT_TTL,
-    client: httpx.Client | None = None,
-    **schedule: int | str,
-) -> dict[str, Any]:
-    """Signs and relays a grant through the API.
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    """A consumer's key and the API it talks to.
 
-    Args:
-        api_url: base URL of the quota-ledger API.
-        private_key: the consumer's key (stays local).
-        company_id: the company allowed to contact.
-        channel: call, sms, email or messaging.
-        max_contacts: contacts allowed per period.
-        period: rolling window in seconds.
-        ttl: seconds the signature stays valid.
-        client: an HTTP client (tests pass the app's).
-        schedule: optional valid_from, valid_until, hours_mask, days_mask, notice_hash.
-
-    Returns:
-        The API's answer (transaction hash and block).
-
-    Raises:
-        ApiError: the API refused the message.
+    Example:
+        >>> Wallet("http://127.0.0.1:8000", key).grant(company_id=1, channel="sms",
+        ...     max_contacts=4, period=365 * 86400, notice_hash="0x" + notice.hex())
     """
-    account = Account.from_key(private_key)
-    draft = {
-        "consumer": account.address,
-        "company_id": company_id,
-        "channel": channel,
-        "max_contacts": max_contacts,
-        "period": period,
-        "deadline": int(time.time()) + ttl,
-        **schedule,
-    }
-    with _client(api_url, client) as http:
-        prepared = _post(http, "/v1/grants/typed-data", draft)
-        signature = messages.sign(prepared["typed_data"], private_key)
-        body = {**draft, "version": prepared["version"], "signature": "0x" + signature.hex()}
-        return _post(http, "/v1/grants", body)
 
+    api_url: str
+    private_key: str
+    ttl: int = DEFAULT_TTL  # seconds a signature stays valid
+    client: httpx.Client | None = None  # tests pass the app's
 
-def revoke(
-    api_url: str,
-    private_key: str,
-    *,
-    company_id: int,
-    channel: str,
-    ttl: int = DEFAULT_TTL,
-    client: httpx.Client | None = None,
-) -> dict[str, Any]:
-    """Signs and relays the revocation of the consumer's current grant."""
-    account = Account.from_key(private_key)
-    deadline = int(time.time()) + ttl
-    with _client(api_url, client) as http:
-        domain = messages.Domain(**_get(http, "/v1/ledger")["domain"])
-        current = _get(http, f"/v1/grants/{account.address}/{company_id}/{channel}")
-        doc = messages.revoke_grant(
-            domain,
-            consumer=account.address,
-            company_id=company_id,
-            channel=int(Channel.parse(channel)),
-            version=current["version"],
-            deadline=deadline,
-        )
-        body = {
-            "consumer": account.address,
+    @property
+    def address(self) -> str:
+        return str(Account.from_key(self.private_key).address)
+
+    def grant(
+        self,
+        *,
+        company_id: int,
+        channel: str,
+        max_contacts: int,
+        period: int,
+        notice_hash: str,
+        **schedule: int,
+    ) -> dict[str, Any]:
+        """Signs and relays a grant through the API.
+
+        Args:
+            company_id: the company allowed to contact.
+            channel: call, sms, email or messaging.
+            max_contacts: contacts allowed per period.
+            period: rolling window in seconds.
+            notice_hash: 0x-hex keccak of the company's notice the consumer read.
+            schedule: optional valid_from, valid_until, hours_mask, days_mask.
+
+        Returns:
+            The API's answer (transaction hash and block).
+
+        Raises:
+            ApiError: the API refused the message.
+        """
+        draft = {
+            "consumer": self.address,
             "company_id": company_id,
             "channel": channel,
-            "version": current["version"],
-            "deadline": deadline,
-            "signature": "0x" + messages.sign(doc, private_key).hex(),
+            "max_contacts": max_contacts,
+            "period": period,
+            "notice_hash": notice_hash,
+            "deadline": self._deadline(),
+            **schedule,
         }
-        return _post(http, "/v1/grants/revocations", body)
+        with self._http() as http:
+            prepared = _post(http, "/v1/grants/typed-data", draft)
+            body = {**draft, "version": prepared["version"]}
+            return self._relay(http, "/v1/grants", prepared["typed_data"], body)
 
+    def revoke(self, *, company_id: int, channel: str) -> dict[str, Any]:
+        """Signs and relays the revocation of the consumer's current grant."""
+        with self._http() as http:
+            domain = messages.Domain(**_get(http, "/v1/ledger")["domain"])
+            current = _get(http, f"/v1/grants/{self.address}/{company_id}/{channel}")
+            message = messages.revoke_grant(
+                self.address,
+                company_id=company_id,
+                channel=int(Channel.parse(channel)),
+                version=current["version"],
+                deadline=self._deadline(),
+            )
+            body = {
+                "consumer": self.address,
+                "company_id": company_id,
+                "channel": channel,
+                "version": message.guard,
+                "deadline": message.deadline,
+            }
+            return self._relay(http, "/v1/grants/revocations", message.typed_data(domain), body)
 
-def _client(api_url: str, client: httpx.Client | None) -> AbstractContextManager[httpx.Client]:
-    if client is not None:
-        return nullcontext(client)  # the caller owns it
-    return httpx.Client(base_url=api_url, timeout=30)
+    def _relay(
+        self, http: httpx.Client, path: str, doc: dict[str, Any], body: dict[str, Any]
+    ) -> dict[str, Any]:
+        signature = messages.sign(doc, self.private_key)
+        return _post(http, path, {**body, "signature": "0x" + signature.hex()})
+
+    def _deadline(self) -> int:
+        return int(time.time()) + self.ttl
+
+    def _http(self) -> AbstractContextManager[httpx.Client]:
+        if self.client is not None:
+            return nullcontext(self.client)  # the caller owns it
+        return httpx.Client(base_url=self.api_url, timeout=30)
 
 
 def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -114,13 +114,10 @@ def _signed_message(
         return None, None
     _, args = chain.contract.decode_function_input(bytes.fromhex(relayed.calldata))
     terms = GrantTerms(*_terms_tuple(args["terms"]))
-    doc = messages.set_grant(
-        chain.domain,
-        consumer=args["consumer"],
-        terms=terms,
-        version=int(args["version"]),
-        deadline=int(args["deadline"]),
+    message = messages.set_grant(
+        args["consumer"], terms, version=int(args["version"]), deadline=int(args["deadline"])
     )
+    doc = message.typed_data(chain.domain)
     return doc, "0x" + bytes(args["signature"]).hex()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -13,7 +14,7 @@ from ledger.consent import messages, wallet
 from ledger.db.engine import transaction
 from ledger.runtime import Ledger
 from ledger.usage.log import size
-from tests.helpers import PHONE
+from tests.helpers import NOTICE, PHONE, sign, sms_terms
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
 
@@ -21,14 +22,12 @@ CHECK = {"contact": PHONE, "channel": "sms", "record": True}
 def grant_via_api(
     client: TestClient, account: LocalAccount, max_contacts: int = 4
 ) -> dict[str, object]:
-    return wallet.grant(
-        "",
-        account.key.hex(),
+    return wallet.Wallet("", account.key.hex(), client=client).grant(
         company_id=1,
         channel="sms",
         max_contacts=max_contacts,
         period=86400 * 365,
-        client=client,
+        notice_hash=NOTICE,
     )
 
 
@@ -63,7 +62,7 @@ def test_revocation_through_the_wallet_refuses_the_next_check(
 ) -> None:
     grant_via_api(client, consumer)
     assert client.post("/v1/checks", json=CHECK, headers=company_auth).json()["allowed"]
-    wallet.revoke("", consumer.key.hex(), company_id=1, channel="sms", client=client)
+    wallet.Wallet("", consumer.key.hex(), client=client).revoke(company_id=1, channel="sms")
     body = client.post("/v1/checks", json=CHECK, headers=company_auth).json()
     assert not body["allowed"]
     assert body["reasons"][0]["code"] == "revoked"
@@ -98,17 +97,43 @@ def test_schema_violations_are_422_problems(
     assert body["errors"]
 
 
-def test_a_bad_signature_is_401_and_costs_no_gas(
-    client: TestClient, ledger: Ledger, company: int, consumer: LocalAccount
-) -> None:
-    draft = {
+def grant_draft(consumer: LocalAccount, company_id: int = 1) -> dict[str, Any]:
+    """What a wallet sends to get a grant's typed data (deadline 10 minutes away)."""
+    return {
         "consumer": consumer.address,
-        "company_id": 1,
+        "company_id": company_id,
         "channel": "sms",
         "max_contacts": 4,
         "period": 86400,
+        "notice_hash": NOTICE,
+        "deadline": int(time.time()) + 600,
     }
-    draft["deadline"] = int(time.time()) + 600
+
+
+def test_a_grant_over_no_notice_is_refused_before_signing_and_at_relay(
+    client: TestClient, ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    draft = {**grant_draft(consumer), "notice_hash": "0x" + "00" * 32}
+    body = assert_problem(client.post("/v1/grants/typed-data", json=draft), 422, "invalid_grant")
+    assert "notice" in body["detail"]
+    missing = {k: v for k, v in grant_draft(consumer).items() if k != "notice_hash"}
+    assert client.post("/v1/grants/typed-data", json=missing).status_code == 422
+    # A wallet that signs the zero hash anyway is refused by the relay, before any gas.
+    terms = sms_terms(notice_hash=b"\x00" * 32)
+    message = messages.set_grant(consumer.address, terms, version=0, deadline=draft["deadline"])
+    signature = sign(ledger, consumer, message)
+    nonce = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
+    relayed = client.post(
+        "/v1/grants", json={**draft, "version": 0, "signature": "0x" + signature.hex()}
+    )
+    assert_problem(relayed, 422, "invalid_grant")
+    assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == nonce
+
+
+def test_a_bad_signature_is_401_and_costs_no_gas(
+    client: TestClient, ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    draft = grant_draft(consumer)
     prepared = client.post("/v1/grants/typed-data", json=draft).json()
     forged = messages.sign(prepared["typed_data"], Account.create().key)
     nonce = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
@@ -120,14 +145,7 @@ def test_a_bad_signature_is_401_and_costs_no_gas(
 
 
 def test_a_replayed_grant_is_409(client: TestClient, company: int, consumer: LocalAccount) -> None:
-    draft = {
-        "consumer": consumer.address,
-        "company_id": 1,
-        "channel": "sms",
-        "max_contacts": 4,
-        "period": 86400,
-    }
-    draft["deadline"] = int(time.time()) + 600
+    draft = grant_draft(consumer)
     prepared = client.post("/v1/grants/typed-data", json=draft).json()
     signature = "0x" + messages.sign(prepared["typed_data"], consumer.key).hex()
     body = {**draft, "version": prepared["version"], "signature": signature}
@@ -136,14 +154,7 @@ def test_a_replayed_grant_is_409(client: TestClient, company: int, consumer: Loc
 
 
 def test_a_grant_for_an_unknown_company_is_404(client: TestClient, consumer: LocalAccount) -> None:
-    draft = {
-        "consumer": consumer.address,
-        "company_id": 7,
-        "channel": "sms",
-        "max_contacts": 4,
-        "period": 86400,
-    }
-    draft["deadline"] = int(time.time()) + 600
+    draft = grant_draft(consumer, company_id=7)
     prepared = client.post("/v1/grants/typed-data", json=draft).json()
     signature = "0x" + messages.sign(prepared["typed_data"], consumer.key).hex()
     response = client.post("/v1/grants", json={**draft, "version": 0, "signature": signature})

@@ -16,7 +16,7 @@ from ledger.runtime import Ledger
 from ledger.services import apikeys
 from ledger.services.apikeys import Role
 from ledger.services.linking import recent_outbox
-from tests.helpers import PHONE, grant, sms_terms
+from tests.helpers import PHONE, grant, relay, sms_terms
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
 DEADLINE = 2**40
@@ -45,8 +45,8 @@ def test_revoke_all_stops_every_grant_at_once(
     grant(ledger, consumer, sms_terms())
     assert client.post("/v1/checks", json=CHECK, headers=company_auth).json()["allowed"]
     n = nonce(client, consumer)
-    doc = messages.revoke_all(
-        ledger.chain.domain, consumer=consumer.address, nonce=n, deadline=DEADLINE
+    doc = messages.revoke_all(consumer.address, nonce=n, deadline=DEADLINE).typed_data(
+        ledger.chain.domain
     )
     body = {"consumer": consumer.address, "nonce": n, "deadline": DEADLINE}
     signed = {**body, "signature": "0x" + messages.sign(doc, consumer.key).hex()}
@@ -69,13 +69,8 @@ def test_a_global_cap_limits_contacts_across_companies(
     grant(ledger, consumer, sms_terms(max_contacts=10))
     n = nonce(client, consumer)
     doc = messages.set_global_cap(
-        ledger.chain.domain,
-        consumer=consumer.address,
-        max_contacts=2,
-        period=86400,
-        nonce=n,
-        deadline=DEADLINE,
-    )
+        consumer.address, max_contacts=2, period=86400, nonce=n, deadline=DEADLINE
+    ).typed_data(ledger.chain.domain)
     body = {
         "consumer": consumer.address,
         "max_contacts": 2,
@@ -117,12 +112,8 @@ def test_a_consumer_links_a_number_with_a_one_time_code_then_unlinks_it(
 
     n = nonce(client, consumer)
     doc = messages.unlink(
-        ledger.chain.domain,
-        consumer=consumer.address,
-        commitment=bytes.fromhex(commitment[2:]),
-        nonce=n,
-        deadline=DEADLINE,
-    )
+        consumer.address, commitment=bytes.fromhex(commitment[2:]), nonce=n, deadline=DEADLINE
+    ).typed_data(ledger.chain.domain)
     unlink = {
         "consumer": consumer.address,
         "commitment": commitment,
@@ -167,22 +158,10 @@ def test_a_company_is_told_of_grant_changes_that_concern_it(
     grant(ledger, consumer, sms_terms())
     grant(ledger, Account.create(), sms_terms(company_id=2))  # not company 1's business
     version = ledger.chain.grant_version(consumer.address, 1, 1)
-    doc = messages.revoke_grant(
-        ledger.chain.domain,
-        consumer=consumer.address,
-        company_id=1,
-        channel=1,
-        version=version,
-        deadline=DEADLINE,
+    message = messages.revoke_grant(
+        consumer.address, company_id=1, channel=1, version=version, deadline=DEADLINE
     )
-    ledger.relayer.revoke_grant(
-        consumer.address,
-        company_id=1,
-        channel=1,
-        version=version,
-        deadline=DEADLINE,
-        signature=messages.sign(doc, consumer.key),
-    )
+    relay(ledger, consumer, message)
     response = client.get("/v1/events?follow=false", headers=company_auth)
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [

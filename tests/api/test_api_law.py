@@ -15,7 +15,7 @@ from ledger.consent import wallet
 from ledger.runtime import Ledger
 from ledger.services import apikeys
 from ledger.services.apikeys import Role
-from tests.helpers import PHONE, link
+from tests.helpers import NOTICE, PHONE, link
 
 US_PHONE, US_OTHER = "+1 202 555 0144", "+1 202 555 0188"
 GB_PHONE, GB_OTHER = "+44 7400 123456", "+44 7400 123457"
@@ -66,14 +66,12 @@ def rules_named(answer: dict[str, object]) -> list[str | None]:
 
 
 def grant_calls(client: TestClient, consumer: LocalAccount, max_contacts: int = 10) -> None:
-    wallet.grant(
-        "",
-        consumer.key.hex(),
+    wallet.Wallet("", consumer.key.hex(), client=client).grant(
         company_id=1,
         channel="call",
         max_contacts=max_contacts,
         period=365 * 86400,
-        client=client,
+        notice_hash=NOTICE,
     )
 
 
@@ -102,7 +100,7 @@ def test_a_revocation_refuses_that_company_in_every_regime(
     grant_calls(client, consumer)
     granted = ask(client, company_auth, contact, "call", moment)
     assert granted["allowed"] and granted["basis"] == "consent", granted
-    wallet.revoke("", consumer.key.hex(), company_id=1, channel="call", client=client)
+    wallet.Wallet("", consumer.key.hex(), client=client).revoke(company_id=1, channel="call")
 
     revoked = ask(client, company_auth, contact, "call", moment)
     assert not revoked["allowed"]

@@ -21,7 +21,7 @@ def test_a_relayed_grant_proves_itself_with_the_signed_message(
     consumer: LocalAccount,
     linked: str,
 ) -> None:
-    grant(ledger, consumer, sms_terms(notice_hash=NOTICE))  # type: ignore[arg-type]
+    grant(ledger, consumer, sms_terms(notice_hash=NOTICE))
     recorded = {"contact": linked, "channel": "sms", "record": True}
     used = client.post("/v1/checks", json=recorded, headers=company_auth).json()
     assert used["allowed"]

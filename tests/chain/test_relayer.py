@@ -13,7 +13,7 @@ from ledger.consent import messages
 from ledger.domain.channels import Channel
 from ledger.domain.errors import ExpiredSignature, InvalidSignature, StaleVersion, UnknownCompany
 from ledger.runtime import Ledger
-from tests.helpers import grant, signed_grant, sms_terms
+from tests.helpers import grant, sign, signed_grant, sms_terms
 
 
 def operator_nonce(ledger: Ledger) -> int:
@@ -49,15 +49,11 @@ def test_a_replayed_grant_is_refused_without_gas(
     ledger: Ledger, company: int, consumer: LocalAccount
 ) -> None:
     terms = sms_terms()
-    version, deadline, sig = signed_grant(ledger, consumer, terms)
-    ledger.relayer.set_grant(
-        consumer.address, terms, version=version, deadline=deadline, signature=sig
-    )
+    message, sig = signed_grant(ledger, consumer, terms)
+    ledger.relayer.relay(message, sig)
     before = operator_nonce(ledger)
     with pytest.raises(StaleVersion):
-        ledger.relayer.set_grant(
-            consumer.address, terms, version=version, deadline=deadline, signature=sig
-        )
+        ledger.relayer.relay(message, sig)
     assert operator_nonce(ledger) == before
 
 
@@ -65,11 +61,9 @@ def test_an_expired_message_is_refused(
     ledger: Ledger, company: int, consumer: LocalAccount
 ) -> None:
     terms = sms_terms()
-    version, deadline, sig = signed_grant(ledger, consumer, terms, deadline=int(time.time()) - 1)
+    message, sig = signed_grant(ledger, consumer, terms, deadline=int(time.time()) - 1)
     with pytest.raises(ExpiredSignature):
-        ledger.relayer.set_grant(
-            consumer.address, terms, version=version, deadline=deadline, signature=sig
-        )
+        ledger.relayer.relay(message, sig)
 
 
 def test_someone_elses_signature_is_refused(
@@ -77,12 +71,11 @@ def test_someone_elses_signature_is_refused(
 ) -> None:
     terms = sms_terms()
     mallory = Account.create()
-    version, deadline, sig = signed_grant(ledger, mallory, terms)
+    message = messages.set_grant(consumer.address, terms, version=0, deadline=2**40)
+    sig = sign(ledger, mallory, message)  # the consumer's message, mallory's key
     before = operator_nonce(ledger)
     with pytest.raises(InvalidSignature):
-        ledger.relayer.set_grant(
-            consumer.address, terms, version=version, deadline=deadline, signature=sig
-        )
+        ledger.relayer.relay(message, sig)
     assert operator_nonce(ledger) == before
 
 
@@ -98,23 +91,14 @@ def test_a_signature_for_another_deployment_is_refused(
         else messages.Domain(domain.chain_id, "0x" + "12" * 20)
     )
     deadline = int(time.time()) + 60
-    doc = messages.set_grant(
-        other, consumer=consumer.address, terms=terms, version=0, deadline=deadline
-    )
+    message = messages.set_grant(consumer.address, terms, version=0, deadline=deadline)
+    signature = messages.sign(message.typed_data(other), consumer.key)
     with pytest.raises(InvalidSignature):
-        ledger.relayer.set_grant(
-            consumer.address,
-            terms,
-            version=0,
-            deadline=deadline,
-            signature=messages.sign(doc, consumer.key),
-        )
+        ledger.relayer.relay(message, signature)
 
 
 def test_a_grant_for_an_unknown_company_is_refused(ledger: Ledger, consumer: LocalAccount) -> None:
     terms = sms_terms(company_id=99)
-    version, deadline, sig = signed_grant(ledger, consumer, terms)
+    message, sig = signed_grant(ledger, consumer, terms)
     with pytest.raises(UnknownCompany):
-        ledger.relayer.set_grant(
-            consumer.address, terms, version=version, deadline=deadline, signature=sig
-        )
+        ledger.relayer.relay(message, sig)

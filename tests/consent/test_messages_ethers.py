@@ -76,33 +76,27 @@ def documents(rng: random.Random) -> list[dict[str, Any]]:
         version = UINT32 if edge else rng.randrange(0, 1000)
         nonce = (1 << 256) - 1 if edge else rng.randrange(0, 1 << 64)
         found += [
-            messages.set_grant(
-                domain, consumer=consumer, terms=terms, version=version, deadline=deadline
+            messages.set_grant(consumer, terms, version=version, deadline=deadline).typed_data(
+                domain
             ),
             messages.revoke_grant(
-                domain,
-                consumer=consumer,
+                consumer,
                 company_id=terms.company_id,
                 channel=int(terms.channel),
                 version=version,
                 deadline=deadline,
-            ),
-            messages.revoke_all(domain, consumer=consumer, nonce=nonce, deadline=deadline),
+            ).typed_data(domain),
+            messages.revoke_all(consumer, nonce=nonce, deadline=deadline).typed_data(domain),
             messages.set_global_cap(
-                domain,
-                consumer=consumer,
+                consumer,
                 max_contacts=0 if edge else rng.randrange(1, UINT32),
                 period=0 if edge else rng.randrange(1, UINT32),
                 nonce=nonce,
                 deadline=deadline,
-            ),
+            ).typed_data(domain),
             messages.unlink(
-                domain,
-                consumer=consumer,
-                commitment=rng.randbytes(32),
-                nonce=nonce,
-                deadline=deadline,
-            ),
+                consumer, commitment=rng.randbytes(32), nonce=nonce, deadline=deadline
+            ).typed_data(domain),
         ]
     return found
 

@@ -34,7 +34,7 @@ from ledger.index.tables import (
 from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.settings import Settings
-from tests.helpers import PHONE, grant, link, sms_terms
+from tests.helpers import PHONE, grant, link, relay, sign, sms_terms
 from tests.index.index_checks import assert_index_matches_chain, dump, logged
 from tests.postgres import postgres_url
 
@@ -50,39 +50,26 @@ def commitment_of(ledger: Ledger, contact: str) -> bytes:
     return contacts.commitment(parsed, ledger.settings.contact_salt_bytes)
 
 
-def relay(
-    ledger: Ledger,
-    account: LocalAccount,
-    sign: Callable[..., Any],
-    send: Callable[..., Any],
-    **fields: Any,
+def consumer_message(
+    ledger: Ledger, account: LocalAccount, build: Callable[..., messages.Message], **fields: Any
 ) -> None:
-    """Has ``account`` sign the message ``sign`` builds and ``send`` relay it, as a wallet does."""
+    """Has ``account`` sign the message ``build`` makes at its current nonce, and relays it."""
     nonce = ledger.chain.nonce(account.address)
-    doc = sign(
-        ledger.chain.domain, consumer=account.address, nonce=nonce, deadline=DEADLINE, **fields
-    )
-    signature = messages.sign(doc, account.key)
-    send(account.address, nonce=nonce, deadline=DEADLINE, signature=signature, **fields)
+    relay(ledger, account, build(account.address, nonce=nonce, deadline=DEADLINE, **fields))
 
 
 def revoke_all(ledger: Ledger, account: LocalAccount) -> None:
-    relay(ledger, account, messages.revoke_all, ledger.relayer.revoke_all)
+    consumer_message(ledger, account, messages.revoke_all)
 
 
 def set_cap(ledger: Ledger, account: LocalAccount, max_contacts: int, period: int) -> None:
-    relay(
-        ledger,
-        account,
-        messages.set_global_cap,
-        ledger.relayer.set_global_cap,
-        max_contacts=max_contacts,
-        period=period,
+    consumer_message(
+        ledger, account, messages.set_global_cap, max_contacts=max_contacts, period=period
     )
 
 
 def unlink(ledger: Ledger, account: LocalAccount, commitment: bytes) -> None:
-    relay(ledger, account, messages.unlink, ledger.relayer.unlink, commitment=commitment)
+    consumer_message(ledger, account, messages.unlink, commitment=commitment)
 
 
 def every_kind_of_event(ledger: Ledger, consumer: LocalAccount) -> list[int]:
@@ -171,14 +158,12 @@ def test_an_unlinked_number_no_longer_reaches_the_consumer(
 def test_a_consumer_message_with_a_used_nonce_is_refused_without_gas(
     ledger: Ledger, company: int, consumer: LocalAccount
 ) -> None:
-    doc = messages.revoke_all(
-        ledger.chain.domain, consumer=consumer.address, nonce=0, deadline=DEADLINE
-    )
-    signature = messages.sign(doc, consumer.key)
-    ledger.relayer.revoke_all(consumer.address, nonce=0, deadline=DEADLINE, signature=signature)
+    message = messages.revoke_all(consumer.address, nonce=0, deadline=DEADLINE)
+    signature = sign(ledger, consumer, message)
+    ledger.relayer.relay(message, signature)
     sent = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
     with pytest.raises(StaleNonce):
-        ledger.relayer.revoke_all(consumer.address, nonce=0, deadline=DEADLINE, signature=signature)
+        ledger.relayer.relay(message, signature)
     assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == sent
 
 

@@ -258,14 +258,7 @@ def test_fifty_concurrent_relays_from_one_operator_key_are_all_mined(
     first_nonce = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
 
     def relay(i: int) -> Any:
-        version, deadline, signature = signed[i]
-        return ledger.relayer.set_grant(
-            accounts[i].address,
-            sms_terms(),
-            version=version,
-            deadline=deadline,
-            signature=signature,
-        )
+        return ledger.relayer.relay(*signed[i])
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         receipts = list(pool.map(relay, range(50)))
@@ -284,21 +277,13 @@ def test_a_relay_that_reverts_once_mined_names_the_contract_error(
     ledger = open_ledger(tmp_path, node.url)
     chain = ledger.chain
     ledger.relayer.register_company(1, "Acme SMS", chain.operator.address)
-    version, deadline, signature = signed_grant(ledger, consumer, sms_terms())
+    message, signature = signed_grant(ledger, consumer, sms_terms())
     rpc(chain, "evm_setAutomine", False)
     outcomes: list[Any] = []
 
     def relay() -> None:
         try:
-            outcomes.append(
-                ledger.relayer.set_grant(
-                    consumer.address,
-                    sms_terms(),
-                    version=version,
-                    deadline=deadline,
-                    signature=signature,
-                )
-            )
+            outcomes.append(ledger.relayer.relay(message, signature))
         except Exception as exc:
             outcomes.append(exc)
 

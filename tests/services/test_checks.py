@@ -14,12 +14,14 @@ from ledger.consent import messages
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.domain.errors import ChainUnavailable, InvalidContact
-from ledger.lists.cache import ImportMode, ListFormat, OppositionCache
+from ledger.lists.cache import OppositionCache
+from ledger.lists.formats import ImportMode, ListFormat
+from ledger.lists.importer import ListImport, import_lines
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntry
 from ledger.usage.verify import verify_chain
-from tests.helpers import PHONE, grant, link, sms_terms
+from tests.helpers import PHONE, grant, link, relay, sms_terms
 
 
 def check(ledger: Ledger, record: bool = True, now: int | None = None, contact: str = PHONE):  # type: ignore[no-untyped-def]
@@ -58,22 +60,10 @@ def test_revocation_takes_effect_from_its_block(
     grant(ledger, consumer, sms_terms())
     assert check(ledger).decision.allowed
     version = ledger.chain.grant_version(consumer.address, 1, Channel.SMS)
-    doc = messages.revoke_grant(
-        ledger.chain.domain,
-        consumer=consumer.address,
-        company_id=1,
-        channel=1,
-        version=version,
-        deadline=2**40,
+    message = messages.revoke_grant(
+        consumer.address, company_id=1, channel=1, version=version, deadline=2**40
     )
-    ledger.relayer.revoke_grant(
-        consumer.address,
-        company_id=1,
-        channel=1,
-        version=version,
-        deadline=2**40,
-        signature=messages.sign(doc, consumer.key),
-    )
+    relay(ledger, consumer, message)
     refused = check(ledger)
     assert not refused.decision.allowed
     assert refused.decision.codes == ["revoked"]
@@ -153,10 +143,10 @@ def noon_in_new_york() -> int:
 
 
 def import_us_list(ledger: Ledger, fetched_at: int, *lines: str) -> str:
-    report = ledger.lists.import_lines(
+    report = import_lines(
         lines or ("202,4561111",),
-        region="US",
-        fmt=ListFormat.DNC,
+        ListImport(region="US", fmt=ListFormat.DNC),
+        cache=ledger.lists,
         source="ftc-test",
         fetched_at=fetched_at,
     )
@@ -218,21 +208,18 @@ def test_the_companys_own_do_not_call_list_overrides_a_grant(
     ledger: Ledger, company: int, consumer: LocalAccount, linked: str
 ) -> None:
     grant(ledger, consumer, sms_terms())
-    report = ledger.lists.import_lines(
-        [linked], region="FR", fmt=ListFormat.LINES, source="crm", fetched_at=1, company_id=1
-    )
+    crm = ListImport(region="FR", fmt=ListFormat.LINES, company_id=1)
+    report = import_lines([linked], crm, cache=ledger.lists, source="crm", fetched_at=1)
     result = check(ledger)
     assert (result.decision.allowed, result.decision.codes) == (False, ["company_do_not_call"])
     assert result.receipt is not None
     assert logged_list_version(ledger, result.receipt.seq) == report.snapshot.version
-    ledger.lists.import_lines(
+    import_lines(
         [linked],
-        region="FR",
-        fmt=ListFormat.LINES,
+        ListImport(region="FR", fmt=ListFormat.LINES, company_id=1, mode=ImportMode.REMOVE),
+        cache=ledger.lists,
         source="crm: consented again",
         fetched_at=2,
-        company_id=1,
-        mode=ImportMode.REMOVE,
     )
     assert check(ledger).decision.allowed
 
