@@ -18,13 +18,12 @@ serves checks, scrubs and audit replay. The order (DESIGN rule 4, README "The de
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 from ledger.domain.bases import BasisKind, Declared
 from ledger.domain.channels import Channel
 from ledger.domain.grants import ALL_DAYS, ALL_HOURS, CompanyStatus, GrantRecord
 from ledger.domain.law import registry
-from ledger.domain.law.calendar import holiday_name, local
+from ledger.domain.law.calendar import days_between, holiday_name, local
 from ledger.domain.law.rules import BasisRule, LimitKind, LimitRule
 from ledger.domain.state import CompanyRecord, ConsumerRecord
 from ledger.domain.window import window_state
@@ -62,16 +61,21 @@ class OppositionStatus:
     company_version: str | None = None  # None when the company keeps no list here
     company_listed: bool = False
 
-    def age_days(self, now: int) -> int | None:
-        """Calendar days (UTC) from the copy's download to ``now``: the texts count days."""
+    def age_days(self, now: int, time_zone: str | None) -> int | None:
+        """Days from the copy's download to ``now``, by the reading that refuses.
+
+        "No more than 31 days before the call" reads as calendar days on the called party's
+        calendar or as elapsed time; LAW.md says to take the reading that refuses, so the age
+        is the larger: whole calendar days in ``time_zone``, or elapsed days rounded up.
+        """
         if self.fetched_at is None:
             return None
-        fetched = datetime.fromtimestamp(self.fetched_at, UTC).date()
-        return (datetime.fromtimestamp(now, UTC).date() - fetched).days
+        elapsed = -(-(now - self.fetched_at) // DAY)
+        return max(days_between(self.fetched_at, now, time_zone), elapsed)
 
-    def is_stale(self, now: int, legal_days: int | None = None) -> bool:
+    def is_stale(self, now: int, time_zone: str | None, legal_days: int | None = None) -> bool:
         """Older than the law allows (``legal_days``), or than the copy's own shorter limit."""
-        age = self.age_days(now)
+        age = self.age_days(now, time_zone)
         if self.version is None or age is None:
             return False
         limits = [d for d in (legal_days, _whole_days(self.max_age)) if d is not None]
@@ -228,9 +232,10 @@ def _without_grant(snap: Snapshot, law: BasisRule, company_lists: tuple[str, ...
         unavailable = _because(law, "opposition_list_unavailable", message)
         return _refuse(snap, missing, unavailable, lists=company_lists, law=law)
     lists = (opp.version, *company_lists)
-    if opp.is_stale(snap.now, law.list_max_age_days):
+    if opp.is_stale(snap.now, snap.time_zone, law.list_max_age_days):
+        age = opp.age_days(snap.now, snap.time_zone)
         message = (
-            f"list {opp.version} downloaded {opp.age_days(snap.now)} days ago; the law allows "
+            f"list {opp.version} downloaded {age} days ago; the law allows "
             f"{law.list_max_age_days} ({law.reference})"
         )
         return _refuse(

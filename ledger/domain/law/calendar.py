@@ -34,6 +34,21 @@ def local(at: int, time_zone: str) -> datetime:
     return datetime.fromtimestamp(at, ZoneInfo(time_zone))
 
 
+def days_between(earlier: int, later: int, time_zone: str | None) -> int:
+    """Calendar days from ``earlier`` to ``later`` on the wall clock of ``time_zone``.
+
+    The texts count a list copy's age in days before the call, on the called party's calendar.
+    With no zone known, the count is the largest some zone would give (the reading that
+    refuses): the number of midnights the interval can cross, i.e. elapsed days rounded up.
+    """
+    if time_zone is None:
+        return -(-(later - earlier) // 86400)
+    zone = ZoneInfo(time_zone)
+    return (
+        datetime.fromtimestamp(later, zone).date() - datetime.fromtimestamp(earlier, zone).date()
+    ).days
+
+
 def holiday_name(region: str, day: date) -> str | None:
     """The public holiday ``day`` is in ``region``, or None (also for a region with no calendar)."""
     for country, subdiv in _HOLIDAY_CALENDARS.get(region, ()):
