@@ -11,6 +11,9 @@ from ledger.domain.law.rules import BasisRule, LimitKind, LimitRule, Scope
 REGIONS = frozenset({"US"})
 CALLS = frozenset({Channel.CALL})
 WRITTEN = frozenset({Channel.SMS, Channel.EMAIL, Channel.MESSAGING})
+# The TCPA's "call" includes a text to a phone number (FCC 03-153, para. 165); whether the
+# calling hours of (c)(1) reach texts is disputed, so they do here (the reading that refuses).
+TO_A_PHONE = frozenset({Channel.CALL, Channel.SMS, Channel.MESSAGING})
 
 BASES = (
     BasisRule(
@@ -40,10 +43,11 @@ LIMITS = (
     LimitRule(
         "US-64.1200-c1-hours",
         "47 CFR 64.1200(c)(1): no solicitation before 8:00 or after 21:00 local time",
-        Scope(REGIONS, CALLS),
+        Scope(REGIONS, TO_A_PHONE),
         LimitKind.HOURS,
         exempt=frozenset({BasisKind.APPOINTMENT}),
         spans=((time(8), time(21)),),
-        note="local time at the called party's number; several zones and no way to tell: refused",
+        note="local time at the called party's number; several zones and no way to tell: refused;"
+        " texts and messaging too (the reading that refuses)",
     ),
 )
