@@ -95,14 +95,12 @@ def _link_and_grant(ledger: Ledger, *, batch: int = 25) -> None:
         consumer = Account.from_key(keccak(text=f"bench consumer {i}"))
         parsed = contacts.parse_contact(phone, default_region="US")
         commitment = contacts.commitment(parsed, salt)
-        version = 0  # a consumer's first grant
-        doc = messages.set_grant(
-            consumer.address, TERMS, version=version, deadline=deadline
-        ).typed_data(chain.domain)
-        signature = messages.sign(doc, consumer.key)
+        # A new consumer's first grant: version 0, epoch 0.
+        message = messages.set_grant(consumer.address, TERMS, version=0, epoch=0, deadline=deadline)
+        signature = messages.sign(message.typed_data(chain.domain), consumer.key)
         for method, args in (
             ("attestLink", [consumer.address, commitment]),
-            ("setGrantBySig", [consumer.address, TERMS.as_tuple(), version, deadline, signature]),
+            ("setGrantBySig", list(message.call_args(signature))),
         ):
             calls.append(bytes.fromhex(contract.encode_abi(method, args=args)[2:]))
     w3, operator = chain.w3, chain.operator

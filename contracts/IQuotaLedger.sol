@@ -118,6 +118,7 @@ interface IQuotaLedger {
      * @param consumer the signer (EOA or ERC-1271 wallet)
      * @param terms what the consumer allows
      * @param version the grant's current version, as signed; a replay finds it moved on
+     * @param epoch the consumer's current epoch, as signed; a revoke-all moves it on
      * @param deadline unix time after which the signature is refused
      * @param signature the consumer's signature
      */
@@ -125,6 +126,7 @@ interface IQuotaLedger {
         address consumer,
         GrantTerms calldata terms,
         uint32 version,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external;
@@ -142,6 +144,7 @@ interface IQuotaLedger {
      * @param companyId the company
      * @param channel the channel
      * @param version the grant's current version, as signed
+     * @param epoch the consumer's current epoch, as signed; a revoke-all moves it on
      * @param deadline unix time after which the signature is refused
      * @param signature the consumer's signature
      */
@@ -150,6 +153,7 @@ interface IQuotaLedger {
         uint64 companyId,
         uint8 channel,
         uint32 version,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external;
@@ -161,10 +165,17 @@ interface IQuotaLedger {
      * @notice Revokes every grant of `consumer`, who signed `RevokeAll`.
      * @param consumer the signer
      * @param nonce the consumer's current nonce
+     * @param epoch the consumer's current epoch, as signed; a revoke-all moves it on
      * @param deadline unix time after which the signature is refused
      * @param signature the consumer's signature
      */
-    function revokeAllBySig(address consumer, uint256 nonce, uint256 deadline, bytes calldata signature) external;
+    function revokeAllBySig(
+        address consumer,
+        uint256 nonce,
+        uint32 epoch,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
 
     /**
      * @notice Sets the sender's global cap: at most `maxContacts` contacts per `period` seconds
@@ -180,6 +191,7 @@ interface IQuotaLedger {
      * @param maxContacts contacts per period
      * @param period rolling period in seconds
      * @param nonce the consumer's current nonce
+     * @param epoch the consumer's current epoch, as signed; a revoke-all moves it on
      * @param deadline unix time after which the signature is refused
      * @param signature the consumer's signature
      */
@@ -188,6 +200,7 @@ interface IQuotaLedger {
         uint32 maxContacts,
         uint32 period,
         uint256 nonce,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external;
@@ -211,6 +224,7 @@ interface IQuotaLedger {
      * @param consumer the signer
      * @param commitment the linked commitment
      * @param nonce the consumer's current nonce
+     * @param epoch the consumer's current epoch, as signed; a revoke-all moves it on
      * @param deadline unix time after which the signature is refused
      * @param signature the consumer's signature
      */
@@ -218,6 +232,7 @@ interface IQuotaLedger {
         address consumer,
         bytes32 commitment,
         uint256 nonce,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external;

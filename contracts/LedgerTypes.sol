@@ -96,6 +96,8 @@ error LedgerInvalidSchedule(uint24 hoursMask, uint8 daysMask);
 error LedgerGrantNotActive(address consumer, uint64 companyId, uint8 channel);
 /// @notice The signed version is not the grant's current version (replayed or stale message).
 error LedgerStaleVersion(uint32 expected, uint32 current);
+/// @notice The message was signed in an earlier epoch of the consumer: a revoke-all voided it.
+error LedgerStaleEpoch(uint32 signed, uint32 current);
 /// @notice The signed message is past its deadline.
 error LedgerExpiredSignature(uint256 deadline);
 /// @notice The signature is not the consumer's (EOA or ERC-1271) for this message.

@@ -32,6 +32,7 @@ import {
     LedgerInvalidSignature,
     LedgerInvalidValidity,
     LedgerNotLinked,
+    LedgerStaleEpoch,
     LedgerStaleVersion,
     LedgerUnknownCompany
 } from "./LedgerTypes.sol";
@@ -45,7 +46,8 @@ import {
  * @dev Replay protection: grant messages sign the grant's current `version` (which every set and
  * revoke increases), so a relayed grant writes a single storage slot; consumer-wide messages
  * (revoke-all, global cap, unlink) use OpenZeppelin `Nonces`. Revoke-all is O(1): it moves the
- * consumer's epoch past the epoch stored in each grant.
+ * consumer's epoch past the epoch stored in each grant. Every message also signs the consumer's
+ * current epoch: a signature made before a revoke-all can never be relayed after it.
  */
 contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, Nonces, Multicall {
     /// @notice May register, suspend and reinstate companies.
@@ -56,26 +58,26 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
     bytes32 public constant ANCHOR_ROLE = keccak256("ANCHOR_ROLE");
 
     /// @notice EIP-712 type hash of `SetGrant`.
-    /// @dev keccak256("SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint256 deadline)")
+    /// @dev keccak256("SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint32 epoch,uint256 deadline)")
     bytes32 public constant SET_GRANT_TYPEHASH =
         keccak256(
-            "SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint256 deadline)"
+            "SetGrant(address consumer,uint64 companyId,uint8 channel,uint32 maxContacts,uint32 period,uint40 validFrom,uint40 validUntil,uint24 hoursMask,uint8 daysMask,bytes32 noticeHash,uint32 version,uint32 epoch,uint256 deadline)"
         );
     /// @notice EIP-712 type hash of `RevokeGrant`.
-    /// @dev keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint256 deadline)")
+    /// @dev keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint32 epoch,uint256 deadline)")
     bytes32 public constant REVOKE_GRANT_TYPEHASH =
-        keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint256 deadline)");
+        keccak256("RevokeGrant(address consumer,uint64 companyId,uint8 channel,uint32 version,uint32 epoch,uint256 deadline)");
     /// @notice EIP-712 type hash of `RevokeAll`.
-    /// @dev keccak256("RevokeAll(address consumer,uint256 nonce,uint256 deadline)")
-    bytes32 public constant REVOKE_ALL_TYPEHASH = keccak256("RevokeAll(address consumer,uint256 nonce,uint256 deadline)");
+    /// @dev keccak256("RevokeAll(address consumer,uint256 nonce,uint32 epoch,uint256 deadline)")
+    bytes32 public constant REVOKE_ALL_TYPEHASH = keccak256("RevokeAll(address consumer,uint256 nonce,uint32 epoch,uint256 deadline)");
     /// @notice EIP-712 type hash of `SetGlobalCap`.
-    /// @dev keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint256 deadline)")
+    /// @dev keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint32 epoch,uint256 deadline)")
     bytes32 public constant SET_GLOBAL_CAP_TYPEHASH =
-        keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint256 deadline)");
+        keccak256("SetGlobalCap(address consumer,uint32 maxContacts,uint32 period,uint256 nonce,uint32 epoch,uint256 deadline)");
     /// @notice EIP-712 type hash of `Unlink`.
-    /// @dev keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint256 deadline)")
+    /// @dev keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint32 epoch,uint256 deadline)")
     bytes32 public constant UNLINK_TYPEHASH =
-        keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint256 deadline)");
+        keccak256("Unlink(address consumer,bytes32 commitment,uint256 nonce,uint32 epoch,uint256 deadline)");
 
     uint8 private constant _MAX_CHANNEL = uint8(type(Channel).max);
     uint24 private constant _ALL_HOURS = (1 << 24) - 1;
@@ -141,12 +143,13 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         address consumer,
         GrantTerms memory terms,
         uint32 version,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external {
         // A static struct ABI-encodes exactly like its fields written out flat: the SetGrant preimage.
-        bytes32 structHash = keccak256(abi.encode(SET_GRANT_TYPEHASH, consumer, terms, version, deadline));
-        _checkSignature(consumer, structHash, deadline, signature);
+        bytes32 structHash = keccak256(abi.encode(SET_GRANT_TYPEHASH, consumer, terms, version, epoch, deadline));
+        _checkSignature(consumer, structHash, epoch, deadline, signature);
         GrantRecord storage grant = _grants[consumer][terms.companyId][terms.channel];
         _checkVersion(grant.version, version);
         _setGrant(consumer, terms, grant);
@@ -163,13 +166,14 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         uint64 companyId,
         uint8 channel,
         uint32 version,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external {
         bytes32 structHash = keccak256(
-            abi.encode(REVOKE_GRANT_TYPEHASH, consumer, companyId, channel, version, deadline)
+            abi.encode(REVOKE_GRANT_TYPEHASH, consumer, companyId, channel, version, epoch, deadline)
         );
-        _checkSignature(consumer, structHash, deadline, signature);
+        _checkSignature(consumer, structHash, epoch, deadline, signature);
         _checkVersion(_grants[consumer][companyId][channel].version, version);
         _revokeGrant(consumer, companyId, channel);
     }
@@ -180,8 +184,15 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
     }
 
     /// @inheritdoc IQuotaLedger
-    function revokeAllBySig(address consumer, uint256 nonce, uint256 deadline, bytes calldata signature) external {
-        _checkSignature(consumer, keccak256(abi.encode(REVOKE_ALL_TYPEHASH, consumer, nonce, deadline)), deadline, signature);
+    function revokeAllBySig(
+        address consumer,
+        uint256 nonce,
+        uint32 epoch,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
+        bytes32 structHash = keccak256(abi.encode(REVOKE_ALL_TYPEHASH, consumer, nonce, epoch, deadline));
+        _checkSignature(consumer, structHash, epoch, deadline, signature);
         _useCheckedNonce(consumer, nonce);
         _revokeAll(consumer);
     }
@@ -197,13 +208,14 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         uint32 maxContacts,
         uint32 period,
         uint256 nonce,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external {
         bytes32 structHash = keccak256(
-            abi.encode(SET_GLOBAL_CAP_TYPEHASH, consumer, maxContacts, period, nonce, deadline)
+            abi.encode(SET_GLOBAL_CAP_TYPEHASH, consumer, maxContacts, period, nonce, epoch, deadline)
         );
-        _checkSignature(consumer, structHash, deadline, signature);
+        _checkSignature(consumer, structHash, epoch, deadline, signature);
         _useCheckedNonce(consumer, nonce);
         _setGlobalCap(consumer, maxContacts, period);
     }
@@ -235,11 +247,12 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
         address consumer,
         bytes32 commitment,
         uint256 nonce,
+        uint32 epoch,
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash = keccak256(abi.encode(UNLINK_TYPEHASH, consumer, commitment, nonce, deadline));
-        _checkSignature(consumer, structHash, deadline, signature);
+        bytes32 structHash = keccak256(abi.encode(UNLINK_TYPEHASH, consumer, commitment, nonce, epoch, deadline));
+        _checkSignature(consumer, structHash, epoch, deadline, signature);
         _useCheckedNonce(consumer, nonce);
         _unlink(consumer, commitment);
     }
@@ -380,9 +393,18 @@ contract QuotaLedger is IQuotaLedger, AccessControlDefaultAdminRules, EIP712, No
 
     /// @dev EOA recovery first: it avoids the cold EXTCODESIZE that SignatureChecker pays up front,
     /// and a recovered address cannot be a contract's. ERC-1271 wallets fall through to the call.
-    /// ECDSA.tryRecover refuses high-s (malleable) signatures.
-    function _checkSignature(address consumer, bytes32 structHash, uint256 deadline, bytes calldata signature) private view {
+    /// ECDSA.tryRecover refuses high-s (malleable) signatures. Every message signs the consumer's
+    /// epoch, so a revoke-all voids every signature still in flight, whatever its deadline.
+    function _checkSignature(
+        address consumer,
+        bytes32 structHash,
+        uint32 epoch,
+        uint256 deadline,
+        bytes calldata signature
+    ) private view {
         if (block.timestamp > deadline) revert LedgerExpiredSignature(deadline);
+        uint32 current = _consumers[consumer].epoch;
+        if (epoch != current) revert LedgerStaleEpoch(epoch, current);
         bytes32 digest = _hashTypedDataV4(structHash);
         (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecover(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == consumer) return;

@@ -85,7 +85,9 @@ class Ledger:
             settings,
             engine,
             chain,
-            relayer=Relayer(chain, engine, on_mined=index_covers),
+            relayer=Relayer(
+                chain, engine, on_mined=index_covers, max_ttl=settings.signature_max_ttl
+            ),
             checker=Checker(
                 state=state,
                 engine=engine,

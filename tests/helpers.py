@@ -22,6 +22,11 @@ NOTICE_HASH = keccak(b"Acme may text you offers about its own products.")
 NOTICE = "0x" + NOTICE_HASH.hex()
 
 
+def soon() -> int:
+    """A deadline an hour away: inside the relay's cap on how long a signature may live."""
+    return int(time.time()) + 3600
+
+
 def link(ledger: Ledger, consumer: str, contact: str) -> None:
     parsed = contacts.parse_contact(contact, default_region="FR")
     ledger.relayer.attest_link(
@@ -48,8 +53,11 @@ def signed_grant(
     if version is None:
         version = ledger.chain.grant_version(account.address, terms.company_id, int(terms.channel))
     if deadline is None:
-        deadline = int(time.time()) + 3600
-    message = messages.set_grant(account.address, terms, version=version, deadline=deadline)
+        deadline = soon()
+    epoch = ledger.chain.epoch(account.address)
+    message = messages.set_grant(
+        account.address, terms, version=version, epoch=epoch, deadline=deadline
+    )
     return message, sign(ledger, account, message)
 
 

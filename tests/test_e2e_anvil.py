@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ledger.chain.anvil import DEMO_ACCOUNTS, anvil_binary
-from ledger.consent import wallet
+from ledger.consent import messages, wallet
 from tests.helpers import NOTICE, PHONE
 
 CONSUMER, CONSUMER_KEY = DEMO_ACCOUNTS[0]
@@ -131,6 +131,44 @@ def test_grant_check_record_until_spent_then_revoke(stack: Stack, tmp_path: Path
 
     stack.cli("wallet", "revoke", *wallet_args)
     assert codes(stack.check()) == ["revoked"]
+
+
+def test_a_signature_held_back_over_a_revoke_all_stays_void(stack: Stack) -> None:
+    """Someone holding a signed grant cannot bring consent back after the consumer revoked all."""
+    stack.register_company()
+    stack.cli("link", PHONE, CONSUMER)
+    with httpx.Client(base_url=stack.url, timeout=30) as api:
+        draft = {
+            "consumer": CONSUMER,
+            "company_id": 1,
+            "channel": "sms",
+            "max_contacts": 4,
+            "period": 365 * 86400,
+            "notice_hash": NOTICE,
+            "deadline": int(time.time()) + 3600,
+        }
+        prepared = api.post("/v1/grants/typed-data", json=draft).json()
+        held = {
+            **draft,
+            "version": prepared["version"],
+            "epoch": prepared["epoch"],
+            "signature": "0x" + messages.sign(prepared["typed_data"], CONSUMER_KEY).hex(),
+        }
+        state = api.get(f"/v1/consumers/{CONSUMER}/nonce").json()
+        revoke_all = messages.revoke_all(
+            CONSUMER, nonce=state["nonce"], epoch=state["epoch"], deadline=draft["deadline"]
+        )
+        signature = messages.sign(
+            revoke_all.typed_data(messages.Domain(**api.get("/v1/ledger").json()["domain"])),
+            CONSUMER_KEY,
+        )
+        body = {**state, "deadline": revoke_all.deadline, "signature": "0x" + signature.hex()}
+        assert api.post("/v1/revocations/all", json=body).status_code == 201
+
+        late = api.post("/v1/grants", json=held)
+        assert late.status_code == 409, late.text
+        assert late.json()["type"].endswith("stale_epoch")
+        assert stack.check()["allowed"] is False
 
 
 def test_grants_survive_a_clean_restart_and_a_hard_kill(stack: Stack) -> None:

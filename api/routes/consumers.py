@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from api.deps import ConsumerDep, LedgerDep
+from api.deps import ConsumerDep, LedgerDep, RelayerDep, RelayLimit
 from api.schemas import (
     AddressPath,
     LinkOut,
@@ -28,29 +28,36 @@ router = APIRouter(tags=["consumer"])
 
 @router.get("/v1/consumers/{consumer}/nonce", response_model=NonceInfo)
 def consumer_nonce(consumer: AddressPath, ledger: LedgerDep) -> NonceInfo:
-    """Return the nonce a consumer signs into revoke-all, global-cap and unlink messages."""
-    return NonceInfo(consumer=consumer, nonce=ledger.chain.nonce(consumer))
+    """Return the nonce and epoch a consumer signs into their messages."""
+    return NonceInfo(
+        consumer=consumer, nonce=ledger.chain.nonce(consumer), epoch=ledger.chain.epoch(consumer)
+    )
 
 
-@router.post("/v1/revocations/all", response_model=TxOut, status_code=201)
-def relay_revoke_all(body: SignedRevokeAll, ledger: LedgerDep) -> TxOut:
+@router.post(
+    "/v1/revocations/all", response_model=TxOut, status_code=201, dependencies=[RelayLimit]
+)
+def relay_revoke_all(body: SignedRevokeAll, relayer: RelayerDep) -> TxOut:
     """Relay a signed revoke-all: every grant of the consumer stops at once."""
-    message = messages.revoke_all(body.consumer, nonce=body.nonce, deadline=body.deadline)
-    receipt = ledger.relayer.relay(message, body.signature_bytes)
+    message = messages.revoke_all(
+        body.consumer, nonce=body.nonce, epoch=body.epoch, deadline=body.deadline
+    )
+    receipt = relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
-@router.post("/v1/global-caps", response_model=TxOut, status_code=201)
-def relay_global_cap(body: SignedGlobalCap, ledger: LedgerDep) -> TxOut:
+@router.post("/v1/global-caps", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+def relay_global_cap(body: SignedGlobalCap, relayer: RelayerDep) -> TxOut:
     """Relay a signed global cap: at most N contacts per period across all companies."""
     message = messages.set_global_cap(
         body.consumer,
         max_contacts=body.max_contacts,
         period=body.period,
         nonce=body.nonce,
+        epoch=body.epoch,
         deadline=body.deadline,
     )
-    receipt = ledger.relayer.relay(message, body.signature_bytes)
+    receipt = relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
@@ -74,16 +81,17 @@ def verify_link(body: LinkVerifyIn, ledger: LedgerDep, consumer: ConsumerDep) ->
     return LinkOut(commitment="0x" + linked.commitment.hex(), linked_at_block=linked.block_number)
 
 
-@router.post("/v1/links/unlink", response_model=TxOut, status_code=201)
-def relay_unlink(body: SignedUnlink, ledger: LedgerDep) -> TxOut:
+@router.post("/v1/links/unlink", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+def relay_unlink(body: SignedUnlink, relayer: RelayerDep) -> TxOut:
     """Relay a signed unlink: the consumer's grants stop reaching that contact."""
     message = messages.unlink(
         body.consumer,
         commitment=bytes.fromhex(body.commitment[2:]),
         nonce=body.nonce,
+        epoch=body.epoch,
         deadline=body.deadline,
     )
-    receipt = ledger.relayer.relay(message, body.signature_bytes)
+    receipt = relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 

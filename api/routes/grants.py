@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from api.deps import LedgerDep
+from api.deps import LedgerDep, RelayerDep, RelayLimit
 from api.schemas import (
     AddressPath,
     ChannelName,
@@ -39,38 +40,44 @@ def _terms(body: GrantTermsIn) -> GrantTerms:
     )
 
 
-@router.post("/typed-data", response_model=TypedDataOut)
+@router.post("/typed-data", response_model=TypedDataOut, dependencies=[RelayLimit])
 def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     """Return the EIP-712 typed data a consumer signs for this grant."""
     terms = _terms(body)
+    # Refuse before the consumer signs what the relay would refuse.
+    messages.check_deadline(body.deadline, int(time.time()), ledger.settings.signature_max_ttl)
     version = ledger.chain.grant_version(body.consumer, terms.company_id, int(terms.channel))
-    message = messages.set_grant(body.consumer, terms, version=version, deadline=body.deadline)
-    message.admit()  # refuse before the consumer signs what the relay would refuse
+    epoch = ledger.chain.epoch(body.consumer)
+    message = messages.set_grant(
+        body.consumer, terms, version=version, epoch=epoch, deadline=body.deadline
+    )
+    message.admit()
     doc = message.typed_data(ledger.chain.domain)
-    return TypedDataOut(version=version, typed_data=doc)
+    return TypedDataOut(version=version, epoch=epoch, typed_data=doc)
 
 
-@router.post("", response_model=TxOut, status_code=201)
-def relay_grant(body: SignedGrant, ledger: LedgerDep) -> TxOut:
+@router.post("", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+def relay_grant(body: SignedGrant, relayer: RelayerDep) -> TxOut:
     """Relay a grant signed by the consumer (the operator pays the gas)."""
     message = messages.set_grant(
-        body.consumer, _terms(body), version=body.version, deadline=body.deadline
+        body.consumer, _terms(body), version=body.version, epoch=body.epoch, deadline=body.deadline
     )
-    receipt = ledger.relayer.relay(message, body.signature_bytes)
+    receipt = relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 
-@router.post("/revocations", response_model=TxOut, status_code=201)
-def relay_revocation(body: SignedRevocation, ledger: LedgerDep) -> TxOut:
+@router.post("/revocations", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+def relay_revocation(body: SignedRevocation, relayer: RelayerDep) -> TxOut:
     """Relay a revocation signed by the consumer; effective from the block that records it."""
     message = messages.revoke_grant(
         body.consumer,
         company_id=body.company_id,
         channel=int(Channel.parse(body.channel)),
         version=body.version,
+        epoch=body.epoch,
         deadline=body.deadline,
     )
-    receipt = ledger.relayer.relay(message, body.signature_bytes)
+    receipt = relayer.relay(message, body.signature_bytes)
     return TxOut.of(receipt)
 
 

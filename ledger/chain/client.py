@@ -283,6 +283,10 @@ class Chain:
         root, size, at = self._call(self.contract.functions.anchorOf(log_id), block)
         return bytes(root), int(size), int(at)
 
+    def epoch(self, consumer: str) -> int:
+        """The consumer's epoch: every signed message carries it; a revoke-all moves it on."""
+        return self.consumer(consumer).epoch
+
     def nonce(self, consumer: str) -> int:
         return int(
             self._call(self.contract.functions.nonces(to_checksum_address(consumer)), "latest")

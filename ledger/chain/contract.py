@@ -59,6 +59,7 @@ _ERRORS: dict[str, Callable[..., errors.LedgerError]] = {
     ),
     "LedgerGrantNotActive": errors.GrantNotActive,
     "LedgerStaleVersion": errors.StaleVersion,
+    "LedgerStaleEpoch": errors.StaleEpoch,
     "LedgerExpiredSignature": errors.ExpiredSignature,
     "LedgerInvalidSignature": errors.InvalidSignature,
     "LedgerInvalidLink": lambda c, h: errors.InvalidInput("invalid link", consumer=c),

@@ -26,7 +26,7 @@ from web3.types import TxReceipt
 from ledger.chain.client import Chain
 from ledger.consent import messages
 from ledger.db.engine import transaction
-from ledger.domain.errors import InvalidSignature, StaleNonce, StaleVersion
+from ledger.domain.errors import InvalidSignature, StaleEpoch, StaleNonce, StaleVersion
 
 
 class OperatorTx(SQLModel, table=True):
@@ -48,15 +48,21 @@ class Relayer:
 
     Example:
         >>> relayer = Relayer(chain, engine)
-        >>> relayer.relay(messages.set_grant(consumer, terms, version=0, deadline=d), sig)
+        >>> relayer.relay(messages.set_grant(consumer, terms, version=0, epoch=0, deadline=d), sig)
     """
 
     def __init__(
-        self, chain: Chain, engine: Engine, *, on_mined: Callable[[int], None] | None = None
+        self,
+        chain: Chain,
+        engine: Engine,
+        *,
+        on_mined: Callable[[int], None] | None = None,
+        max_ttl: int = 86400,
     ) -> None:
         self.chain = chain
         self.engine = engine
         self.on_mined = on_mined
+        self.max_ttl = max_ttl  # seconds a signed message may still have to live when relayed
 
     def submit(self, method: str, *args: Any) -> TxReceipt:
         """Simulates, sends and journals one contract call from the operator.
@@ -91,8 +97,8 @@ class Relayer:
         """Relays a consumer's signed message (every kind goes the same way).
 
         Raises:
-            InvalidSignature, ExpiredSignature, StaleVersion, StaleNonce, InvalidGrant: the
-            message is refused and no gas is spent.
+            InvalidSignature, ExpiredSignature, DeadlineTooFar, StaleEpoch, StaleVersion,
+            StaleNonce, InvalidGrant: the message is refused and no gas is spent.
         """
         message.admit()
         self._verify(message.typed_data(self.chain.domain), message, signature)
@@ -100,8 +106,12 @@ class Relayer:
         return self.submit(message.kind.method, *message.call_args(signature))
 
     def _check_guard(self, message: messages.Message) -> None:
-        # A version belongs to one grant, a nonce to the consumer: a replayed or superseded
-        # message is refused here rather than reverted on chain.
+        # The epoch voids whatever was signed before a revoke-all; a version belongs to one
+        # grant, a nonce to the consumer: a replayed or superseded message is refused here
+        # rather than reverted on chain.
+        epoch = self.chain.epoch(message.consumer)
+        if message.epoch != epoch:
+            raise StaleEpoch(message.epoch, epoch)
         if message.kind.guard == "version":
             current = self.chain.grant_version(message.consumer, *message.grant)
             if current != message.guard:
@@ -112,7 +122,7 @@ class Relayer:
                 raise StaleNonce(to_checksum_address(message.consumer), current)
 
     def _verify(self, doc: dict[str, Any], message: messages.Message, signature: bytes) -> None:
-        messages.check_deadline(message.deadline, int(time.time()))
+        messages.check_deadline(message.deadline, int(time.time()), self.max_ttl)
         consumer = message.consumer
         if len(signature) == 65 and messages.recover(doc, signature) == to_checksum_address(
             consumer

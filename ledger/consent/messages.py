@@ -14,7 +14,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 
-from ledger.domain.errors import ExpiredSignature, InvalidGrant, InvalidSignature
+from ledger.domain.errors import DeadlineTooFar, ExpiredSignature, InvalidGrant, InvalidSignature
 from ledger.domain.grants import GrantTerms
 
 DOMAIN_NAME = "QuotaLedger"
@@ -36,8 +36,9 @@ class Kind:
     """One kind of consumer message: its EIP-712 type, the contract function that relays it and
     what stops a replay.
 
-    Every message is ``consumer``, the kind's own fields, the guard, ``deadline`` (in that order,
-    as in QuotaLedger.sol), so one table row describes it completely.
+    Every message is ``consumer``, the kind's own fields, the guard, ``epoch``, ``deadline`` (in
+    that order, as in QuotaLedger.sol), so one table row describes it completely. The epoch is
+    the consumer's: a revoke-all moves it on and so voids every signature still in flight.
     """
 
     primary_type: str
@@ -57,7 +58,8 @@ class Kind:
     def eip712_fields(self) -> list[dict[str, str]]:
         guard_type = "uint32" if self.guard == "version" else "uint256"
         names = [("consumer", "address"), *self.fields, (self.guard, guard_type)]
-        return [{"name": n, "type": t} for n, t in (*names, ("deadline", "uint256"))]
+        frame = (("epoch", "uint32"), ("deadline", "uint256"))
+        return [{"name": n, "type": t} for n, t in (*names, *frame)]
 
 
 def _require_notice(values: tuple[Any, ...]) -> None:
@@ -120,7 +122,7 @@ class Message:
     """One consumer message, before or after it is signed.
 
     Example:
-        >>> m = revoke_all("0x" + "11" * 20, nonce=0, deadline=2_000_000_000)
+        >>> m = revoke_all("0x" + "11" * 20, nonce=0, epoch=0, deadline=2_000_000_000)
         >>> m.typed_data(Domain(31337, "0x" + "22" * 20))["primaryType"]
         'RevokeAll'
     """
@@ -129,6 +131,7 @@ class Message:
     consumer: str
     values: tuple[Any, ...]  # the kind's fields, in order (ints and bytes)
     guard: int  # the version or nonce the consumer signed
+    epoch: int  # the consumer's epoch when signing
     deadline: int
 
     @property
@@ -145,7 +148,7 @@ class Message:
         """The full ``eth_signTypedData_v4`` document."""
         names = [f["name"] for f in self.kind.eip712_fields]
         plain = [_json(v) for v in self.values]
-        values = [to_checksum_address(self.consumer), *plain, self.guard, self.deadline]
+        values = [to_checksum_address(self.consumer), *plain, self.guard, self.epoch, self.deadline]
         return {
             "types": {
                 "EIP712Domain": _EIP712_DOMAIN,
@@ -159,40 +162,43 @@ class Message:
     def call_args(self, signature: bytes) -> tuple[Any, ...]:
         """The arguments of the contract function that relays this message."""
         fields = (self.values,) if self.kind.as_struct else self.values
-        return (to_checksum_address(self.consumer), *fields, self.guard, self.deadline, signature)
+        consumer = to_checksum_address(self.consumer)
+        return (consumer, *fields, self.guard, self.epoch, self.deadline, signature)
 
 
 def _json(value: Any) -> Any:
     return "0x" + value.hex() if isinstance(value, bytes) else int(value)
 
 
-def set_grant(consumer: str, terms: GrantTerms, *, version: int, deadline: int) -> Message:
+def set_grant(
+    consumer: str, terms: GrantTerms, *, version: int, epoch: int, deadline: int
+) -> Message:
     """``SetGrant``; ``version`` is the grant's current version."""
-    return Message(SET_GRANT, consumer, terms.as_tuple(), version, deadline)
+    return Message(SET_GRANT, consumer, terms.as_tuple(), version, epoch, deadline)
 
 
 def revoke_grant(
-    consumer: str, *, company_id: int, channel: int, version: int, deadline: int
+    consumer: str, *, company_id: int, channel: int, version: int, epoch: int, deadline: int
 ) -> Message:
     """``RevokeGrant``: the grant stops from the block that records it."""
-    return Message(REVOKE_GRANT, consumer, (company_id, int(channel)), version, deadline)
+    return Message(REVOKE_GRANT, consumer, (company_id, int(channel)), version, epoch, deadline)
 
 
-def revoke_all(consumer: str, *, nonce: int, deadline: int) -> Message:
+def revoke_all(consumer: str, *, nonce: int, epoch: int, deadline: int) -> Message:
     """``RevokeAll``: every grant of the consumer stops at once."""
-    return Message(REVOKE_ALL, consumer, (), nonce, deadline)
+    return Message(REVOKE_ALL, consumer, (), nonce, epoch, deadline)
 
 
 def set_global_cap(
-    consumer: str, *, max_contacts: int, period: int, nonce: int, deadline: int
+    consumer: str, *, max_contacts: int, period: int, nonce: int, epoch: int, deadline: int
 ) -> Message:
     """``SetGlobalCap``; (0, 0) removes the cap."""
-    return Message(SET_GLOBAL_CAP, consumer, (max_contacts, period), nonce, deadline)
+    return Message(SET_GLOBAL_CAP, consumer, (max_contacts, period), nonce, epoch, deadline)
 
 
-def unlink(consumer: str, *, commitment: bytes, nonce: int, deadline: int) -> Message:
+def unlink(consumer: str, *, commitment: bytes, nonce: int, epoch: int, deadline: int) -> Message:
     """``Unlink``: the consumer removes the link of one contact."""
-    return Message(UNLINK, consumer, (commitment,), nonce, deadline)
+    return Message(UNLINK, consumer, (commitment,), nonce, epoch, deadline)
 
 
 def sign(document: dict[str, Any], private_key: str | bytes) -> bytes:
@@ -215,7 +221,10 @@ def recover(document: dict[str, Any], signature: bytes) -> str:
         raise InvalidSignature(consumer) from exc
 
 
-def check_deadline(deadline: int, now: int) -> None:
-    """Raises ExpiredSignature when ``now`` is past ``deadline`` (the contract's rule)."""
+def check_deadline(deadline: int, now: int, max_ttl: int) -> None:
+    """Raises ExpiredSignature when ``now`` is past ``deadline`` (the contract's rule), and
+    DeadlineTooFar when ``deadline`` is more than ``max_ttl`` seconds ahead (the operator's)."""
     if now > deadline:
         raise ExpiredSignature(deadline)
+    if deadline > now + max_ttl:
+        raise DeadlineTooFar(deadline, now + max_ttl)

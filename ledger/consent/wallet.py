@@ -85,7 +85,7 @@ class Wallet:
         }
         with self._http() as http:
             prepared = _post(http, "/v1/grants/typed-data", draft)
-            body = {**draft, "version": prepared["version"]}
+            body = {**draft, "version": prepared["version"], "epoch": prepared["epoch"]}
             return self._relay(http, "/v1/grants", prepared["typed_data"], body)
 
     def revoke(self, *, company_id: int, channel: str) -> dict[str, Any]:
@@ -93,11 +93,13 @@ class Wallet:
         with self._http() as http:
             domain = messages.Domain(**_get(http, "/v1/ledger")["domain"])
             current = _get(http, f"/v1/grants/{self.address}/{company_id}/{channel}")
+            epoch = _get(http, f"/v1/consumers/{self.address}/nonce")["epoch"]
             message = messages.revoke_grant(
                 self.address,
                 company_id=company_id,
                 channel=int(Channel.parse(channel)),
                 version=current["version"],
+                epoch=epoch,
                 deadline=self._deadline(),
             )
             body = {
@@ -105,6 +107,7 @@ class Wallet:
                 "company_id": company_id,
                 "channel": channel,
                 "version": message.guard,
+                "epoch": message.epoch,
                 "deadline": message.deadline,
             }
             return self._relay(http, "/v1/grants/revocations", message.typed_data(domain), body)

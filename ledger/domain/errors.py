@@ -91,6 +91,17 @@ class ExpiredSignature(InvalidInput):
         super().__init__(f"signed message expired at {deadline}", deadline=deadline)
 
 
+class DeadlineTooFar(InvalidInput):
+    code = "deadline_too_far"
+
+    def __init__(self, deadline: int, latest: int) -> None:
+        super().__init__(
+            f"signed message's deadline {deadline} is too far ahead: at most {latest}",
+            deadline=deadline,
+            latest=latest,
+        )
+
+
 class StaleVersion(Conflict):
     code = "stale_version"
 
@@ -98,6 +109,18 @@ class StaleVersion(Conflict):
         super().__init__(
             f"message signed for version {expected}, the grant is at version {current}",
             expected=expected,
+            current=current,
+        )
+
+
+class StaleEpoch(Conflict):
+    code = "stale_epoch"
+
+    def __init__(self, signed: int, current: int) -> None:
+        super().__init__(
+            f"message signed in epoch {signed}; the consumer revoked everything since "
+            f"(epoch {current}): sign again",
+            signed=signed,
             current=current,
         )
 

@@ -115,7 +115,11 @@ def _signed_message(
     _, args = chain.contract.decode_function_input(bytes.fromhex(relayed.calldata))
     terms = GrantTerms(*_terms_tuple(args["terms"]))
     message = messages.set_grant(
-        args["consumer"], terms, version=int(args["version"]), deadline=int(args["deadline"])
+        args["consumer"],
+        terms,
+        version=int(args["version"]),
+        epoch=int(args["epoch"]),
+        deadline=int(args["deadline"]),
     )
     doc = message.typed_data(chain.domain)
     return doc, "0x" + bytes(args["signature"]).hex()

@@ -16,10 +16,9 @@ from ledger.runtime import Ledger
 from ledger.services import apikeys
 from ledger.services.apikeys import Role
 from ledger.services.linking import recent_outbox
-from tests.helpers import PHONE, grant, relay, sms_terms
+from tests.helpers import NOTICE, PHONE, grant, relay, sign, sms_terms, soon
 
 CHECK = {"contact": PHONE, "channel": "sms", "record": True}
-DEADLINE = 2**40
 
 
 def consumer_auth(ledger: Ledger, account: LocalAccount) -> dict[str, str]:
@@ -45,10 +44,11 @@ def test_revoke_all_stops_every_grant_at_once(
     grant(ledger, consumer, sms_terms())
     assert client.post("/v1/checks", json=CHECK, headers=company_auth).json()["allowed"]
     n = nonce(client, consumer)
-    doc = messages.revoke_all(consumer.address, nonce=n, deadline=DEADLINE).typed_data(
+    deadline = soon()
+    doc = messages.revoke_all(consumer.address, nonce=n, epoch=0, deadline=deadline).typed_data(
         ledger.chain.domain
     )
-    body = {"consumer": consumer.address, "nonce": n, "deadline": DEADLINE}
+    body = {"consumer": consumer.address, "nonce": n, "epoch": 0, "deadline": deadline}
     signed = {**body, "signature": "0x" + messages.sign(doc, consumer.key).hex()}
     assert client.post("/v1/revocations/all", json=signed).status_code == 201
     assert (
@@ -56,7 +56,69 @@ def test_revoke_all_stops_every_grant_at_once(
         == "revoked"
     )
     replay = client.post("/v1/revocations/all", json=signed)
-    assert replay.status_code == 409 and replay.json()["type"].endswith("stale_nonce")
+    assert replay.status_code == 409 and replay.json()["type"].endswith("stale_epoch")
+
+
+def test_a_grant_signed_before_a_revoke_all_cannot_be_relayed_after_it(
+    client: TestClient,
+    ledger: Ledger,
+    company_auth: dict[str, str],
+    consumer: LocalAccount,
+    linked: str,
+) -> None:
+    """Withdrawing consent voids every signature still in flight (the epoch is signed)."""
+    draft = {
+        "consumer": consumer.address,
+        "company_id": 1,
+        "channel": "sms",
+        "max_contacts": 4,
+        "period": 86400,
+        "notice_hash": NOTICE,
+        "deadline": soon(),
+    }
+    prepared = client.post("/v1/grants/typed-data", json=draft).json()
+    assert prepared["epoch"] == 0 and prepared["typed_data"]["message"]["epoch"] == 0
+    held = {  # signed, and kept by someone instead of relayed
+        **draft,
+        "version": prepared["version"],
+        "epoch": prepared["epoch"],
+        "signature": "0x" + messages.sign(prepared["typed_data"], consumer.key).hex(),
+    }
+    n = nonce(client, consumer)
+    revoke_all = messages.revoke_all(consumer.address, nonce=n, epoch=0, deadline=soon())
+    body = {"consumer": consumer.address, "nonce": n, "epoch": 0, "deadline": revoke_all.deadline}
+    signed = {**body, "signature": "0x" + sign(ledger, consumer, revoke_all).hex()}
+    assert client.post("/v1/revocations/all", json=signed).status_code == 201
+    assert client.get(f"/v1/consumers/{consumer.address}/nonce").json()["epoch"] == 1
+
+    before = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
+    late = client.post("/v1/grants", json=held)
+    assert late.status_code == 409 and late.json()["type"].endswith("stale_epoch")
+    assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == before
+    check = client.post("/v1/checks", json=CHECK, headers=company_auth).json()
+    assert not check["allowed"]
+
+
+def test_a_signature_that_would_live_longer_than_the_cap_is_refused(
+    client: TestClient, ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    cap = ledger.settings.signature_max_ttl
+    draft = {
+        "consumer": consumer.address,
+        "company_id": 1,
+        "channel": "sms",
+        "max_contacts": 4,
+        "period": 86400,
+        "notice_hash": NOTICE,
+        "deadline": int(time.time()) + cap + 600,
+    }
+    refused = client.post("/v1/grants/typed-data", json=draft)
+    assert refused.status_code == 422 and refused.json()["type"].endswith("deadline_too_far")
+    message = messages.revoke_all(consumer.address, nonce=0, epoch=0, deadline=draft["deadline"])
+    body = {"consumer": consumer.address, "nonce": 0, "epoch": 0, "deadline": message.deadline}
+    signed = {**body, "signature": "0x" + sign(ledger, consumer, message).hex()}
+    relayed = client.post("/v1/revocations/all", json=signed)
+    assert relayed.status_code == 422 and relayed.json()["type"].endswith("deadline_too_far")
 
 
 def test_a_global_cap_limits_contacts_across_companies(
@@ -69,14 +131,15 @@ def test_a_global_cap_limits_contacts_across_companies(
     grant(ledger, consumer, sms_terms(max_contacts=10))
     n = nonce(client, consumer)
     doc = messages.set_global_cap(
-        consumer.address, max_contacts=2, period=86400, nonce=n, deadline=DEADLINE
+        consumer.address, max_contacts=2, period=86400, nonce=n, epoch=0, deadline=soon()
     ).typed_data(ledger.chain.domain)
     body = {
         "consumer": consumer.address,
         "max_contacts": 2,
         "period": 86400,
         "nonce": n,
-        "deadline": DEADLINE,
+        "epoch": 0,
+        "deadline": doc["message"]["deadline"],
     }
     response = client.post(
         "/v1/global-caps", json={**body, "signature": "0x" + messages.sign(doc, consumer.key).hex()}
@@ -112,13 +175,18 @@ def test_a_consumer_links_a_number_with_a_one_time_code_then_unlinks_it(
 
     n = nonce(client, consumer)
     doc = messages.unlink(
-        consumer.address, commitment=bytes.fromhex(commitment[2:]), nonce=n, deadline=DEADLINE
+        consumer.address,
+        commitment=bytes.fromhex(commitment[2:]),
+        nonce=n,
+        epoch=0,
+        deadline=soon(),
     ).typed_data(ledger.chain.domain)
     unlink = {
         "consumer": consumer.address,
         "commitment": commitment,
         "nonce": n,
-        "deadline": DEADLINE,
+        "epoch": 0,
+        "deadline": doc["message"]["deadline"],
     }
     response = client.post(
         "/v1/links/unlink",
@@ -159,7 +227,7 @@ def test_a_company_is_told_of_grant_changes_that_concern_it(
     grant(ledger, Account.create(), sms_terms(company_id=2))  # not company 1's business
     version = ledger.chain.grant_version(consumer.address, 1, 1)
     message = messages.revoke_grant(
-        consumer.address, company_id=1, channel=1, version=version, deadline=DEADLINE
+        consumer.address, company_id=1, channel=1, version=version, epoch=0, deadline=soon()
     )
     relay(ledger, consumer, message)
     response = client.get("/v1/events?follow=false", headers=company_auth)

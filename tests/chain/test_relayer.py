@@ -13,7 +13,7 @@ from ledger.consent import messages
 from ledger.domain.channels import Channel
 from ledger.domain.errors import ExpiredSignature, InvalidSignature, StaleVersion, UnknownCompany
 from ledger.runtime import Ledger
-from tests.helpers import grant, sign, signed_grant, sms_terms
+from tests.helpers import grant, sign, signed_grant, sms_terms, soon
 
 
 def operator_nonce(ledger: Ledger) -> int:
@@ -71,7 +71,7 @@ def test_someone_elses_signature_is_refused(
 ) -> None:
     terms = sms_terms()
     mallory = Account.create()
-    message = messages.set_grant(consumer.address, terms, version=0, deadline=2**40)
+    message = messages.set_grant(consumer.address, terms, version=0, epoch=0, deadline=soon())
     sig = sign(ledger, mallory, message)  # the consumer's message, mallory's key
     before = operator_nonce(ledger)
     with pytest.raises(InvalidSignature):
@@ -91,7 +91,7 @@ def test_a_signature_for_another_deployment_is_refused(
         else messages.Domain(domain.chain_id, "0x" + "12" * 20)
     )
     deadline = int(time.time()) + 60
-    message = messages.set_grant(consumer.address, terms, version=0, deadline=deadline)
+    message = messages.set_grant(consumer.address, terms, version=0, epoch=0, deadline=deadline)
     signature = messages.sign(message.typed_data(other), consumer.key)
     with pytest.raises(InvalidSignature):
         ledger.relayer.relay(message, signature)

@@ -75,27 +75,32 @@ def documents(rng: random.Random) -> list[dict[str, Any]]:
         deadline = (1 << 256) - 1 if edge else rng.randrange(0, 1 << 40)
         version = UINT32 if edge else rng.randrange(0, 1000)
         nonce = (1 << 256) - 1 if edge else rng.randrange(0, 1 << 64)
+        epoch = UINT32 if edge else rng.randrange(0, 1000)
         found += [
-            messages.set_grant(consumer, terms, version=version, deadline=deadline).typed_data(
-                domain
-            ),
+            messages.set_grant(
+                consumer, terms, version=version, epoch=epoch, deadline=deadline
+            ).typed_data(domain),
             messages.revoke_grant(
                 consumer,
                 company_id=terms.company_id,
                 channel=int(terms.channel),
                 version=version,
+                epoch=epoch,
                 deadline=deadline,
             ).typed_data(domain),
-            messages.revoke_all(consumer, nonce=nonce, deadline=deadline).typed_data(domain),
+            messages.revoke_all(consumer, nonce=nonce, epoch=epoch, deadline=deadline).typed_data(
+                domain
+            ),
             messages.set_global_cap(
                 consumer,
                 max_contacts=0 if edge else rng.randrange(1, UINT32),
                 period=0 if edge else rng.randrange(1, UINT32),
                 nonce=nonce,
+                epoch=epoch,
                 deadline=deadline,
             ).typed_data(domain),
             messages.unlink(
-                consumer, commitment=rng.randbytes(32), nonce=nonce, deadline=deadline
+                consumer, commitment=rng.randbytes(32), nonce=nonce, epoch=epoch, deadline=deadline
             ).typed_data(domain),
         ]
     return found

@@ -1,6 +1,6 @@
 const { expect } = require("chai");
 const { loadFixture } = require("@nomicfoundation/hardhat-network-helpers");
-const { ledgerFixture, signRevokeAll, signSetGlobalCap } = require("./helpers");
+const { commitmentOf, ledgerFixture, signSetGlobalCap, signUnlink } = require("./helpers");
 
 const YEAR = 365 * 24 * 60 * 60;
 
@@ -67,9 +67,11 @@ describe("QuotaLedger: global caps", function () {
     });
 
     it("shares the nonce with the other consumer-wide messages", async function () {
-      const { ledger, relayer, alice } = await loadFixture(ledgerFixture);
+      const { ledger, relayer, alice, operator } = await loadFixture(ledgerFixture);
       const cap = await signSetGlobalCap(alice, ledger, { maxContacts: 4, period: YEAR });
-      await ledger.connect(relayer).revokeAllBySig(...(await signRevokeAll(alice, ledger)));
+      const phone = commitmentOf("+33612345678");
+      await ledger.connect(operator).attestLink(alice.address, phone);
+      await ledger.connect(relayer).unlinkBySig(...(await signUnlink(alice, ledger, { commitment: phone })));
       await expect(ledger.connect(relayer).setGlobalCapBySig(...cap))
         .to.be.revertedWithCustomError(ledger, "InvalidAccountNonce")
         .withArgs(alice.address, 1);

@@ -186,17 +186,17 @@ describe("QuotaLedger: grants", function () {
 
     it("refuses terms changed after signing", async function () {
       const { ledger, relayer, alice } = await loadFixture(ledgerFixture);
-      const [consumer, terms, version, deadline, signature] = await signSetGrant(alice, ledger);
+      const [consumer, terms, version, epoch, deadline, signature] = await signSetGrant(alice, ledger);
       const tampered = { ...terms, maxContacts: 200 };
-      await expect(ledger.connect(relayer).setGrantBySig(consumer, tampered, version, deadline, signature))
+      await expect(ledger.connect(relayer).setGrantBySig(consumer, tampered, version, epoch, deadline, signature))
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidSignature")
         .withArgs(alice.address);
     });
 
     it("refuses a signature presented for another consumer", async function () {
       const { ledger, relayer, alice, bob } = await loadFixture(ledgerFixture);
-      const [, terms, version, deadline, signature] = await signSetGrant(alice, ledger);
-      await expect(ledger.connect(relayer).setGrantBySig(bob.address, terms, version, deadline, signature))
+      const [, terms, version, epoch, deadline, signature] = await signSetGrant(alice, ledger);
+      await expect(ledger.connect(relayer).setGrantBySig(bob.address, terms, version, epoch, deadline, signature))
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidSignature")
         .withArgs(bob.address);
     });

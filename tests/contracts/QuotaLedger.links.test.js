@@ -155,8 +155,8 @@ describe("QuotaLedger: contact links", function () {
       const { ledger, operator, relayer, alice } = await loadFixture(ledgerFixture);
       await ledger.connect(operator).attestLink(alice.address, PHONE);
       await ledger.connect(operator).attestLink(alice.address, EMAIL);
-      const [consumer, , nonce, deadline, signature] = await signUnlink(alice, ledger, { commitment: PHONE });
-      await expect(ledger.connect(relayer).unlinkBySig(consumer, EMAIL, nonce, deadline, signature))
+      const [consumer, , nonce, epoch, deadline, signature] = await signUnlink(alice, ledger, { commitment: PHONE });
+      await expect(ledger.connect(relayer).unlinkBySig(consumer, EMAIL, nonce, epoch, deadline, signature))
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidSignature")
         .withArgs(alice.address);
     });

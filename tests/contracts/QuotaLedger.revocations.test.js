@@ -104,8 +104,8 @@ describe("QuotaLedger: revocations", function () {
 
     it("refuses a grant cleared by a revoke-all (signed version still current)", async function () {
       const { ledger, relayer, alice } = await loadFixture(grantedFixture);
-      const args = await signRevokeGrant(alice, ledger, { version: 1 });
       await ledger.connect(alice).revokeAll();
+      const args = await signRevokeGrant(alice, ledger, { version: 1 }); // in the new epoch
       await expect(ledger.connect(relayer).revokeGrantBySig(...args))
         .to.be.revertedWithCustomError(ledger, "LedgerGrantNotActive")
         .withArgs(alice.address, COMPANY_ID, Channel.Call);
@@ -113,11 +113,11 @@ describe("QuotaLedger: revocations", function () {
 
     it("refuses a signature for another channel or company", async function () {
       const { ledger, relayer, alice } = await loadFixture(grantedFixture);
-      const [consumer, , , version, deadline, signature] = await signRevokeGrant(alice, ledger, { version: 1 });
-      await expect(ledger.connect(relayer).revokeGrantBySig(consumer, COMPANY_ID, Channel.Sms, version, deadline, signature))
+      const [consumer, , , version, epoch, deadline, signature] = await signRevokeGrant(alice, ledger, { version: 1 });
+      await expect(ledger.connect(relayer).revokeGrantBySig(consumer, COMPANY_ID, Channel.Sms, version, epoch, deadline, signature))
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidSignature")
         .withArgs(alice.address);
-      await expect(ledger.connect(relayer).revokeGrantBySig(consumer, OTHER_COMPANY_ID, Channel.Call, version, deadline, signature))
+      await expect(ledger.connect(relayer).revokeGrantBySig(consumer, OTHER_COMPANY_ID, Channel.Call, version, epoch, deadline, signature))
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidSignature")
         .withArgs(alice.address);
     });
@@ -173,11 +173,20 @@ describe("QuotaLedger: revocations", function () {
       expect(await ledger.isGrantActive(alice.address, COMPANY_ID, Channel.Call)).to.equal(false);
     });
 
-    it("refuses a replay with InvalidAccountNonce", async function () {
+    it("refuses a replay: the epoch it signed has moved on", async function () {
       const { ledger, relayer, alice } = await loadFixture(grantedFixture);
       const args = await signRevokeAll(alice, ledger);
       await ledger.connect(relayer).revokeAllBySig(...args);
       await expect(ledger.connect(relayer).revokeAllBySig(...args))
+        .to.be.revertedWithCustomError(ledger, "LedgerStaleEpoch")
+        .withArgs(0, 1);
+    });
+
+    it("refuses a used nonce signed in the current epoch", async function () {
+      const { ledger, relayer, alice } = await loadFixture(grantedFixture);
+      await ledger.connect(relayer).revokeAllBySig(...(await signRevokeAll(alice, ledger)));
+      const reused = await signRevokeAll(alice, ledger, { nonce: 0n }); // epoch 1, nonce 0 again
+      await expect(ledger.connect(relayer).revokeAllBySig(...reused))
         .to.be.revertedWithCustomError(ledger, "InvalidAccountNonce")
         .withArgs(alice.address, 1);
     });

@@ -43,7 +43,8 @@ const RELAYED = [
     event: "AllGrantsRevoked",
     prepare: async () => {},
     sign: (f, signer, opts) => signRevokeAll(signer, f.ledger, opts),
-    replay: (consumer) => ["InvalidAccountNonce", [consumer, 1]],
+    // The revoke-all moved the epoch it signed: the epoch check refuses it before the nonce's.
+    replay: () => ["LedgerStaleEpoch", [0, 1]],
   },
   {
     fn: "setGlobalCapBySig",
@@ -124,6 +125,15 @@ describe("QuotaLedger: relayed signatures", function () {
         await expect(relay(f, args)).to.emit(f.ledger, event); // the low-s original was valid
       });
 
+      it("refuses a signature made before a revoke-all, whatever its deadline", async function () {
+        const { f, args } = await aliceSigns();
+        await f.ledger.connect(f.alice).revokeAll(); // withdrawing consent voids what is in flight
+        await expect(relay(f, args)).to.be.revertedWithCustomError(f.ledger, "LedgerStaleEpoch").withArgs(0, 1);
+        // Signed again in the new epoch, the same message goes through.
+        const again = await sign(f, f.alice, {});
+        if (fn !== "revokeGrantBySig") await expect(relay(f, again)).to.emit(f.ledger, event);
+      });
+
       it("refuses an empty signature", async function () {
         const { f, args } = await aliceSigns();
         await expectInvalidSignature(f, relay(f, [...args.slice(0, -1), "0x"]), f.alice.address);
@@ -160,13 +170,13 @@ describe("QuotaLedger: relayed signatures", function () {
     it("the high-s twin names the same key to bare ecrecover, yet the ledger refuses it", async function () {
       const f = await loadFixture(walletFixture);
       const terms = grantTerms();
-      const [consumer, , version, deadline, signature] = await signSetGrant(f.alice, f.ledger, { terms });
-      const digest = await digestOf(f.ledger, "SetGrant", { consumer, ...terms, version, deadline });
+      const [consumer, , version, epoch, deadline, signature] = await signSetGrant(f.alice, f.ledger, { terms });
+      const digest = await digestOf(f.ledger, "SetGrant", { consumer, ...terms, version, epoch, deadline });
       const twin = malleate(signature);
       expect(twin).to.not.equal(signature);
       expect(await ecrecoverPrecompile(digest, signature)).to.equal(f.alice.address);
       expect(await ecrecoverPrecompile(digest, twin)).to.equal(f.alice.address);
-      await expect(f.ledger.connect(f.relayer).setGrantBySig(consumer, terms, version, deadline, twin))
+      await expect(f.ledger.connect(f.relayer).setGrantBySig(consumer, terms, version, epoch, deadline, twin))
         .to.be.revertedWithCustomError(f.ledger, "LedgerInvalidSignature")
         .withArgs(f.alice.address);
     });

@@ -31,6 +31,7 @@ const TYPES = Object.freeze({
     { name: "daysMask", type: "uint8" },
     { name: "noticeHash", type: "bytes32" },
     { name: "version", type: "uint32" },
+    { name: "epoch", type: "uint32" },
     { name: "deadline", type: "uint256" },
   ],
   RevokeGrant: [
@@ -38,11 +39,13 @@ const TYPES = Object.freeze({
     { name: "companyId", type: "uint64" },
     { name: "channel", type: "uint8" },
     { name: "version", type: "uint32" },
+    { name: "epoch", type: "uint32" },
     { name: "deadline", type: "uint256" },
   ],
   RevokeAll: [
     { name: "consumer", type: "address" },
     { name: "nonce", type: "uint256" },
+    { name: "epoch", type: "uint32" },
     { name: "deadline", type: "uint256" },
   ],
   SetGlobalCap: [
@@ -50,12 +53,14 @@ const TYPES = Object.freeze({
     { name: "maxContacts", type: "uint32" },
     { name: "period", type: "uint32" },
     { name: "nonce", type: "uint256" },
+    { name: "epoch", type: "uint32" },
     { name: "deadline", type: "uint256" },
   ],
   Unlink: [
     { name: "consumer", type: "address" },
     { name: "commitment", type: "bytes32" },
     { name: "nonce", type: "uint256" },
+    { name: "epoch", type: "uint32" },
     { name: "deadline", type: "uint256" },
   ],
 });
@@ -110,47 +115,57 @@ async function signMessage(signer, ledger, primaryType, value, domainOverrides =
   return signer.signTypedData(domain, { [primaryType]: TYPES[primaryType] }, value);
 }
 
-/** Signs `SetGrant` and returns the arguments of `setGrantBySig`. */
-async function signSetGrant(signer, ledger, { consumer, terms, version = 0, deadline = MAX_DEADLINE, domain } = {}) {
+/** The consumer's current epoch: every message signs it (a revoke-all moves it on). */
+async function epochOf(ledger, consumer) {
+  return (await ledger.consumerOf(consumer)).epoch;
+}
+
+/** Signs `SetGrant` (epoch read from the ledger unless given) and returns the arguments of `setGrantBySig`. */
+async function signSetGrant(signer, ledger, { consumer, terms, version = 0, epoch, deadline = MAX_DEADLINE, domain } = {}) {
   consumer ??= signer.address;
   terms ??= grantTerms();
-  const value = { consumer, ...terms, version, deadline };
+  epoch ??= await epochOf(ledger, consumer);
+  const value = { consumer, ...terms, version, epoch, deadline };
   const signature = await signMessage(signer, ledger, "SetGrant", value, domain);
-  return [consumer, terms, version, deadline, signature];
+  return [consumer, terms, version, epoch, deadline, signature];
 }
 
 /** Signs `RevokeGrant` and returns the arguments of `revokeGrantBySig`. */
-async function signRevokeGrant(signer, ledger, { consumer, companyId = COMPANY_ID, channel = Channel.Call, version, deadline = MAX_DEADLINE, domain }) {
+async function signRevokeGrant(signer, ledger, { consumer, companyId = COMPANY_ID, channel = Channel.Call, version, epoch, deadline = MAX_DEADLINE, domain }) {
   consumer ??= signer.address;
-  const value = { consumer, companyId, channel, version, deadline };
+  epoch ??= await epochOf(ledger, consumer);
+  const value = { consumer, companyId, channel, version, epoch, deadline };
   const signature = await signMessage(signer, ledger, "RevokeGrant", value, domain);
-  return [consumer, companyId, channel, version, deadline, signature];
+  return [consumer, companyId, channel, version, epoch, deadline, signature];
 }
 
 /** Signs `RevokeAll` (nonce read from the ledger unless given) and returns the arguments of `revokeAllBySig`. */
-async function signRevokeAll(signer, ledger, { consumer, nonce, deadline = MAX_DEADLINE, domain } = {}) {
+async function signRevokeAll(signer, ledger, { consumer, nonce, epoch, deadline = MAX_DEADLINE, domain } = {}) {
   consumer ??= signer.address;
   nonce ??= await ledger.nonces(consumer);
-  const signature = await signMessage(signer, ledger, "RevokeAll", { consumer, nonce, deadline }, domain);
-  return [consumer, nonce, deadline, signature];
+  epoch ??= await epochOf(ledger, consumer);
+  const signature = await signMessage(signer, ledger, "RevokeAll", { consumer, nonce, epoch, deadline }, domain);
+  return [consumer, nonce, epoch, deadline, signature];
 }
 
 /** Signs `SetGlobalCap` and returns the arguments of `setGlobalCapBySig`. */
-async function signSetGlobalCap(signer, ledger, { consumer, maxContacts, period, nonce, deadline = MAX_DEADLINE, domain }) {
+async function signSetGlobalCap(signer, ledger, { consumer, maxContacts, period, nonce, epoch, deadline = MAX_DEADLINE, domain }) {
   consumer ??= signer.address;
   nonce ??= await ledger.nonces(consumer);
-  const value = { consumer, maxContacts, period, nonce, deadline };
+  epoch ??= await epochOf(ledger, consumer);
+  const value = { consumer, maxContacts, period, nonce, epoch, deadline };
   const signature = await signMessage(signer, ledger, "SetGlobalCap", value, domain);
-  return [consumer, maxContacts, period, nonce, deadline, signature];
+  return [consumer, maxContacts, period, nonce, epoch, deadline, signature];
 }
 
 /** Signs `Unlink` and returns the arguments of `unlinkBySig`. */
-async function signUnlink(signer, ledger, { consumer, commitment, nonce, deadline = MAX_DEADLINE, domain }) {
+async function signUnlink(signer, ledger, { consumer, commitment, nonce, epoch, deadline = MAX_DEADLINE, domain }) {
   consumer ??= signer.address;
   nonce ??= await ledger.nonces(consumer);
-  const value = { consumer, commitment, nonce, deadline };
+  epoch ??= await epochOf(ledger, consumer);
+  const value = { consumer, commitment, nonce, epoch, deadline };
   const signature = await signMessage(signer, ledger, "Unlink", value, domain);
-  return [consumer, commitment, nonce, deadline, signature];
+  return [consumer, commitment, nonce, epoch, deadline, signature];
 }
 
 /** The malleable twin of a 65-byte signature: s -> n - s, v flipped. Recovers the same signer. */
@@ -236,6 +251,7 @@ module.exports = {
   commitmentOf,
   deployLedger,
   digestOf,
+  epochOf,
   ecrecoverPrecompile,
   grantSetArgs,
   grantTerms,

@@ -20,7 +20,7 @@ from ledger.consent import messages
 from ledger.db.engine import transaction
 from ledger.domain import contacts
 from ledger.domain.channels import Channel
-from ledger.domain.errors import StaleNonce
+from ledger.domain.errors import StaleEpoch, StaleNonce
 from ledger.index.indexer import Indexer
 from ledger.index.state import IndexedState
 from ledger.index.tables import (
@@ -34,11 +34,9 @@ from ledger.index.tables import (
 from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.settings import Settings
-from tests.helpers import PHONE, grant, link, relay, sign, sms_terms
+from tests.helpers import PHONE, grant, link, relay, sign, signed_grant, sms_terms, soon
 from tests.index.index_checks import assert_index_matches_chain, dump, logged
-from tests.postgres import postgres_url
-
-DEADLINE = 2**40
+from tests.servers import postgres_url
 
 
 def check(ledger: Ledger, contact: str = PHONE):  # type: ignore[no-untyped-def]
@@ -55,7 +53,9 @@ def consumer_message(
 ) -> None:
     """Has ``account`` sign the message ``build`` makes at its current nonce, and relays it."""
     nonce = ledger.chain.nonce(account.address)
-    relay(ledger, account, build(account.address, nonce=nonce, deadline=DEADLINE, **fields))
+    epoch = ledger.chain.epoch(account.address)
+    message = build(account.address, nonce=nonce, epoch=epoch, deadline=soon(), **fields)
+    relay(ledger, account, message)
 
 
 def revoke_all(ledger: Ledger, account: LocalAccount) -> None:
@@ -158,13 +158,28 @@ def test_an_unlinked_number_no_longer_reaches_the_consumer(
 def test_a_consumer_message_with_a_used_nonce_is_refused_without_gas(
     ledger: Ledger, company: int, consumer: LocalAccount
 ) -> None:
-    message = messages.revoke_all(consumer.address, nonce=0, deadline=DEADLINE)
-    signature = sign(ledger, consumer, message)
-    ledger.relayer.relay(message, signature)
+    cap = messages.set_global_cap(
+        consumer.address, max_contacts=3, period=86400, nonce=0, epoch=0, deadline=soon()
+    )
+    signature = sign(ledger, consumer, cap)
+    ledger.relayer.relay(cap, signature)
     sent = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
     with pytest.raises(StaleNonce):
-        ledger.relayer.relay(message, signature)
+        ledger.relayer.relay(cap, signature)
     assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == sent
+
+
+def test_a_revoke_all_voids_every_message_signed_before_it(
+    ledger: Ledger, company: int, consumer: LocalAccount
+) -> None:
+    grant(ledger, consumer, sms_terms())
+    held, signature = signed_grant(ledger, consumer, sms_terms(max_contacts=9))
+    revoke_all(ledger, consumer)
+    sent = ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address)
+    with pytest.raises(StaleEpoch):
+        ledger.relayer.relay(held, signature)
+    assert ledger.chain.w3.eth.get_transaction_count(ledger.chain.operator.address) == sent
+    assert not ledger.chain.grant(consumer.address, 1, Channel.SMS, "latest").active
 
 
 def test_a_rebuild_from_the_deployment_reaches_the_same_rows(

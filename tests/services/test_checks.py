@@ -21,7 +21,7 @@ from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntry
 from ledger.usage.verify import verify_chain
-from tests.helpers import PHONE, grant, link, relay, sms_terms
+from tests.helpers import PHONE, grant, link, relay, sms_terms, soon
 
 
 def check(ledger: Ledger, record: bool = True, now: int | None = None, contact: str = PHONE):  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_revocation_takes_effect_from_its_block(
     assert check(ledger).decision.allowed
     version = ledger.chain.grant_version(consumer.address, 1, Channel.SMS)
     message = messages.revoke_grant(
-        consumer.address, company_id=1, channel=1, version=version, deadline=2**40
+        consumer.address, company_id=1, channel=1, version=version, epoch=0, deadline=soon()
     )
     relay(ledger, consumer, message)
     refused = check(ledger)
