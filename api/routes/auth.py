@@ -20,7 +20,7 @@ def nonce(ledger: LedgerDep) -> NonceOut:
     return NonceOut(
         nonce=signin.new_nonce(ledger.engine),
         domain=authority,
-        uri=f"http://{authority}",
+        uri=ledger.settings.sign_in_resource,
         chain_id=ledger.chain.chain_id,
     )
 
@@ -33,9 +33,11 @@ def token(body: SignInIn, ledger: LedgerDep) -> TokenOut:
         text=body.message,
         signature=bytes.fromhex(body.signature[2:]),
         domain=ledger.settings.sign_in_authority,
+        uri=ledger.settings.sign_in_resource,
         chain_id=ledger.chain.chain_id,
         secret=ledger.settings.session_secret_bytes,
         ttl=ledger.settings.session_ttl,
+        wallets=ledger.chain,
         now=datetime.now(UTC),
     )
     return TokenOut(token=issued, consumer=consumer, expires_at=int(expires.timestamp()))
