@@ -33,6 +33,11 @@ class ConsumerSigned(ConsumerMessage):
     """A consumer message with its signature (EOA: 65 bytes; ERC-1271 wallets: longer)."""
 
     signature: str = Field(pattern=r"^0x([0-9a-fA-F]{2}){65,2048}$")
+    epoch: int = Field(
+        ge=0,
+        le=UINT32,
+        description="the consumer's epoch, as signed (GET /v1/consumers/{address}/nonce)",
+    )
 
     @property
     def signature_bytes(self) -> bytes:
@@ -158,6 +163,7 @@ class SignedGrant(GrantTermsIn, ConsumerSigned):
                     "period": 31536000,
                     "notice_hash": "0x" + "5e" * 32,
                     "version": 0,
+                    "epoch": 0,
                     "deadline": 1893456000,
                     "signature": "0x" + "00" * 65,
                 }
@@ -176,6 +182,7 @@ class SignedRevocation(ConsumerSigned):
 
 class TypedDataOut(BaseModel):
     version: int = Field(description="the grant's current version, to sign")
+    epoch: int = Field(description="the consumer's current epoch, to sign")
     typed_data: dict[str, object] = Field(description="sign with eth_signTypedData_v4")
 
 
@@ -366,7 +373,8 @@ class SignedUnlink(ConsumerSigned):
 
 class NonceInfo(BaseModel):
     consumer: str
-    nonce: int
+    nonce: int = Field(description="signed into revoke-all, global-cap and unlink messages")
+    epoch: int = Field(description="signed into every message; a revoke-all moves it on")
 
 
 class LinkStartIn(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Anvil's and Hardhat's first well-known development account. Public knowledge: usable only
@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # How long consent proofs and records are kept: UWG § 7a and the TSR ask 5 years from the
     # grant and after each use.
     retention_years: int = 5
+    # A consumer's signed message is relayed only if its deadline is at most this far ahead:
+    # no signature lives for years (a revoke-all voids them anyway, through the epoch).
+    signature_max_ttl: int = Field(default=86400, gt=0)
     contact_salt: SecretStr | None = None
     default_region: str = "FR"
 
@@ -107,6 +110,21 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     session_ttl: int = 900  # seconds a consumer token lives
     rate_limit_per_minute: int = 1200  # requests per API key or consumer token
+    # Limits on what anyone may ask without a key (api/ratelimit.py). Counters live in Redis
+    # when `redis_url` is set (every API process shares them), else in this process's memory.
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
+    redis_key_prefix: str = "quota-ledger"  # several deployments may share one Redis
+    sign_in_per_ip_per_minute: int = 30  # POST /v1/auth/nonce and /v1/auth/token together
+    relay_per_ip_per_minute: int = 30  # relays and typed data, per client address
+    sign_in_max_nonces: int = 10_000  # sign-in nonces kept (issued in the last 10 min), in all
+    # Gas the operator pays for consumers' messages, per day (a window from the first relay).
+    # Withdrawals (revocations, revoke-all, unlink) have their own budgets, so that spending
+    # one's budget on grants never stops a withdrawal (GDPR art. 7(3)).
+    # A relayed grant costs about 65,000 gas, a withdrawal 30,000 to 45,000 (bench/gas.md).
+    relay_gas_per_consumer_per_day: int = 2_000_000  # grants and global caps, one consumer
+    withdrawal_gas_per_consumer_per_day: int = 1_000_000  # withdrawals, one consumer
+    relay_gas_per_day: int = 200_000_000  # grants and global caps, every consumer together
+    withdrawal_gas_per_day: int = 100_000_000  # withdrawals, every consumer together
     max_body_bytes: int = 2 * 1024 * 1024  # JSON requests
     max_upload_bytes: int = 200 * 1024 * 1024  # CSV scrub and list uploads
 
