@@ -18,7 +18,7 @@ from ledger.services import apikeys
 from ledger.services.apikeys import Role
 from ledger.settings import Settings
 from tests.helpers import PHONE, link
-from tests.postgres import postgres_url
+from tests.servers import postgres_url
 
 
 @pytest.fixture

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
 from api.schemas import DomainOut, HealthOut, LedgerOut, ListHealthOut
 from ledger.consent.messages import DOMAIN_NAME, DOMAIN_VERSION
-from ledger.db.engine import transaction
-from ledger.domain.errors import LedgerError
+from ledger.services.health import measure
 
 router = APIRouter(tags=["operator"])
 
@@ -27,41 +24,31 @@ def ledger_info(ledger: LedgerDep) -> LedgerOut:
     )
 
 
-@router.get("/v1/health", response_model=HealthOut, responses={503: {"model": HealthOut}})
+@router.get(
+    "/v1/health",
+    response_model=HealthOut,
+    responses={
+        503: {
+            "model": HealthOut,
+            "description": "Degraded: the index lags, or the database is unavailable",
+        }
+    },
+)
 def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
     """Report the node, the index's lag, the database and the lists' freshness."""
-    lag = ledger.state.lag()
-    now = int(time.time())
-    try:
-        with transaction(ledger.engine) as session:
-            session.connection().exec_driver_sql("SELECT 1")
-        database = "ok"
-        lists = [
-            ListHealthOut(
-                region=m.region,
-                company_id=m.company_id,
-                version=m.version,
-                age_seconds=now - m.fetched_at,
-                max_age=m.max_age,
-                stale=m.max_age is not None and now - m.fetched_at > m.max_age,
-            )
-            for m in ledger.lists.current()
-        ]
-    except LedgerError:
-        database, lists = "unavailable", []
-    degraded = lag.stale or database != "ok"
+    report = measure(engine=ledger.engine, state=ledger.state, lists=ledger.lists)
     body = HealthOut(
-        status="degraded" if degraded else "ok",
+        status="degraded" if report.degraded else "ok",
         chain_id=ledger.chain.chain_id,
         contract=ledger.chain.address,
-        head_block=lag.head_block,
-        detail=lag.detail or None,
-        index_block=lag.index_block,
-        lag_blocks=lag.lag_blocks,
-        lag_seconds=round(lag.lag_seconds, 3),
-        database=database,
-        lists=lists,
+        head_block=report.head_block,
+        detail=report.detail or None,
+        index_block=report.index_block,
+        lag_blocks=report.lag_blocks,
+        lag_seconds=report.lag_seconds,
+        database="ok" if report.database_ok else "unavailable",
+        lists=[ListHealthOut.model_validate(m, from_attributes=True) for m in report.lists],
     )
-    if degraded:
+    if report.degraded:
         return JSONResponse(body.model_dump(), status_code=503)
     return body

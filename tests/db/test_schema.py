@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from ledger import schema
 from ledger.db import migrate
 from ledger.db.engine import make_engine
-from tests.postgres import postgres_url
+from tests.servers import postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,7 +19,7 @@ from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
 from ledger.usage.verify import verify_chain
 from tests.helpers import PHONE, grant, link, sms_terms
-from tests.postgres import postgres_url
+from tests.servers import postgres_url
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from ledger.schema import migrated_engine
 from ledger.services.checks import Checker
 from ledger.usage import log as usage_log
 from ledger.usage.verify import verify_chain
-from tests.postgres import postgres_url
+from tests.servers import postgres_url
 
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 PROCESSES, PER_PROCESS, QUOTA = 4, 50, 4
