@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import RateLimited
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter
+from api.ratelimit import Limit, Limiter, client_key
+from api.relay_budget import BudgetedRelayer
 from ledger.consent import signin
 from ledger.domain.errors import Forbidden
 from ledger.runtime import Ledger
@@ -37,6 +37,34 @@ def get_metrics(request: Request) -> Metrics:
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
+
+def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
+    return limiter
+
+
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+
+
+def _per_client(limit: Limit) -> Callable[..., None]:
+    def dependency(request: Request, limiter: LimiterDep) -> None:
+        limiter.hit(limit, client_key(request.client.host if request.client else None))
+
+    return dependency
+
+
+# Anonymous endpoints count per client address (behind a proxy, run uvicorn with
+# --forwarded-allow-ips so that the address is the client's, not the proxy's).
+SignInLimit = Depends(_per_client(Limit.SIGN_IN))
+RelayLimit = Depends(_per_client(Limit.RELAY))
+
+
+def _relayer(ledger: LedgerDep, limiter: LimiterDep) -> BudgetedRelayer:
+    return BudgetedRelayer(ledger.relayer, limiter)
+
+
+RelayerDep = Annotated[BudgetedRelayer, Depends(_relayer)]
+
 _api_key = HTTPBearer(
     scheme_name="apiKey", description="API key: `Bearer qlk_...`", auto_error=False
 )
@@ -57,20 +85,13 @@ class WrongRole(Forbidden):
         super().__init__(f"this operation needs a {names} key, not a {role} key", role=role)
 
 
-def _limit(request: Request, key: str) -> None:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    wait = limiter.hit(key)
-    if wait is not None:
-        raise RateLimited(wait)
-
-
 def _principal(
     request: Request, ledger: Ledger, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None:
         raise apikeys.InvalidApiKey()
     principal = apikeys.authenticate(ledger.engine, credentials.credentials)
-    _limit(request, f"key:{principal.key_id}")
+    get_limiter(request).hit(Limit.API_KEY, principal.key_id)
     return principal
 
 
@@ -90,7 +111,7 @@ def _consumer(request: Request, ledger: LedgerDep, credentials: ConsumerCredenti
     if credentials is None:
         raise signin.InvalidToken("missing")
     address = signin.verify_token(credentials.credentials, ledger.settings.session_secret_bytes)
-    _limit(request, f"consumer:{address}")
+    get_limiter(request).hit(Limit.CONSUMER, address)
     return address
 
 

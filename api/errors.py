@@ -60,22 +60,6 @@ def status_of(exc: errors.LedgerError) -> int:
     return 500
 
 
-class RateLimited(Exception):
-    """The caller spent its request budget; ``retry_after`` seconds until the next request."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
-
-
-async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RateLimited)
-    wait = max(1, math.ceil(exc.retry_after))
-    response = problem(429, "rate_limited", "Too many requests", f"budget spent; retry in {wait} s")
-    response.headers["Retry-After"] = str(wait)
-    return response
-
-
 async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.LedgerError)
     status = status_of(exc)
@@ -120,7 +104,6 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.LedgerError, _ledger_error)
-    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from api import errors, metrics
 from api.limits import BodyLimit
-from api.ratelimit import RateLimiter
+from api.ratelimit import Limiter
 from api.routes import (
     auth,
     checks,
@@ -34,7 +34,7 @@ def create_app(ledger: Ledger) -> FastAPI:
         "consumers hold the keys. Errors are RFC 9457 problem documents.",
     )
     app.state.ledger = ledger
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.limiter = Limiter.from_settings(settings)
     app.state.metrics = metrics.Metrics()
     errors.install(app)
     for module in (

@@ -6,26 +6,27 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from api.deps import LedgerDep
+from api.deps import LedgerDep, SignInLimit
 from api.schemas import NonceOut, SignInIn, TokenOut
 from ledger.consent import signin
+from ledger.services.sign_in_nonces import issue_nonce
 
 router = APIRouter(prefix="/v1/auth", tags=["consumer"])
 
 
-@router.post("/nonce", response_model=NonceOut)
+@router.post("/nonce", response_model=NonceOut, dependencies=[SignInLimit])
 def nonce(ledger: LedgerDep) -> NonceOut:
     """Return a single-use nonce for an EIP-4361 sign-in message."""
     authority = ledger.settings.sign_in_authority
     return NonceOut(
-        nonce=signin.new_nonce(ledger.engine),
+        nonce=issue_nonce(engine=ledger.engine, max_kept=ledger.settings.sign_in_max_nonces),
         domain=authority,
         uri=ledger.settings.sign_in_resource,
         chain_id=ledger.chain.chain_id,
     )
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post("/token", response_model=TokenOut, dependencies=[SignInLimit])
 def token(body: SignInIn, ledger: LedgerDep) -> TokenOut:
     """Exchange a signed sign-in message for a short-lived consumer token."""
     issued, consumer, expires = signin.sign_in(
