@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install up test imports test-contracts test-python lint abi abi-check bench bench-gas bench-python clean
+.PHONY: help install up test imports test-contracts test-python test-reliability lint abi abi-check bench bench-gas bench-python clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ install: $(PY_STAMP) $(NODE_STAMP) ## Create the venv, install Python and npm pa
 up: install ## Start a local node, deploy the contract once, serve the API on 127.0.0.1:8000
 	$(BIN)/quota-ledger up
 
-test: install abi-check imports test-contracts test-python ## Run every test (import contracts, contracts, Python)
+test: install abi-check imports test-contracts test-python test-reliability ## Run every test (import contracts, contracts, Python, faults)
 
 imports: $(PY_STAMP) ## The import contracts: layered rooms, a pure domain, no cycles, ledger never imports api
 	$(BIN)/lint-imports
@@ -41,7 +41,10 @@ test-contracts: $(NODE_STAMP) ## Hardhat tests under coverage (floor 95%), and s
 	node scripts/check-coverage.js
 
 test-python: $(PY_STAMP) $(NODE_STAMP) ## pytest, including the end-to-end run against anvil
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/reliability
+
+test-reliability: $(PY_STAMP) $(NODE_STAMP) ## Faults in real processes: frozen/killed node, killed API, leader handover
+	$(BIN)/pytest -q tests/reliability
 
 lint: install ## ruff, mypy and solhint
 	$(BIN)/ruff check .
