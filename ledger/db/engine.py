@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, InternalError, OperationalError
 from sqlmodel import Session, create_engine
 
 from ledger.db.prepared import Prepared
@@ -51,7 +51,9 @@ def transaction(engine: Engine) -> Iterator[Session]:
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
-    except OperationalError as exc:
+    except DatabaseError as exc:
+        if not _cannot_be_trusted(exc):
+            raise
         raise DatabaseUnavailable(str(exc.orig)[:200]) from exc
 
 
@@ -72,8 +74,20 @@ def connect(engine: Engine, *, read_only: bool = False) -> Iterator[Connection]:
                 conn.execution_options(**{_READ_ONLY: True})
             with conn.begin():
                 yield conn
-    except OperationalError as exc:
+    except DatabaseError as exc:
+        if not _cannot_be_trusted(exc):
+            raise
         raise DatabaseUnavailable(str(exc.orig)[:200]) from exc
+
+
+def _cannot_be_trusted(exc: DatabaseError) -> bool:
+    """Whether ``exc`` says the database is down or damaged, rather than the caller wrong.
+
+    Connection loss, locks (OperationalError), server-side failures (InternalError) and a
+    generic DatabaseError (SQLite: "file is not a database", a damaged file) are the database's;
+    constraint and programming errors are the caller's to handle.
+    """
+    return isinstance(exc, (OperationalError, InternalError)) or type(exc) is DatabaseError
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

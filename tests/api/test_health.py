@@ -169,3 +169,19 @@ def test_health_is_degraded_when_the_postgres_database_is_dropped(
         admin.dispose()
         body = assert_degraded(client.get("/v1/health"), ledger)
         assert f'database "{name}" does not exist' in body["detail"]
+
+
+def test_a_damaged_database_file_is_a_503_on_every_route_not_a_500(
+    client: TestClient, ledger: Ledger, settings: Settings, company_auth: dict[str, str]
+) -> None:
+    database = Path(settings.sqlalchemy_url.removeprefix("sqlite:///"))
+    for path in (database, *database.parent.glob(f"{database.name}-*")):
+        with path.open("r+b") as damaged:
+            damaged.write(b"not a database. " * (path.stat().st_size // 16 + 1))
+    check = {"contact": "+33 6 12 34 56 78", "channel": "sms", "record": True}
+    for response in (
+        client.post("/v1/checks", json=check, headers=company_auth),
+        client.get("/v1/usage", headers=company_auth),
+    ):
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/problem+json"
