@@ -1,7 +1,8 @@
 """FastAPI dependencies, as ``Annotated`` aliases: the ledger, and who is calling.
 
 Companies, regulators and operators present an API key (``Authorization: Bearer qlk_...``);
-consumers present the short-lived token of a wallet sign-in (``Bearer qls1...``).
+consumers present the short-lived token of a wallet sign-in (``Bearer qls2...``), checked on
+every request against the sign-outs and revoke-alls every API process shares.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from api.metrics import Metrics
 from api.ratelimit import Limit, Limiter, client_key
 from api.relay_budget import BudgetedRelayer
 from ledger.consent import signin
+from ledger.consent.signin import ConsumerToken
 from ledger.domain.errors import Forbidden
 from ledger.runtime import Ledger
-from ledger.services import apikeys
+from ledger.services import apikeys, sessions
 from ledger.services.apikeys import Principal, Role
 
 
@@ -70,7 +72,7 @@ _api_key = HTTPBearer(
 )
 _consumer_token = HTTPBearer(
     scheme_name="consumerToken",
-    description="wallet sign-in token: `Bearer qls1...`",
+    description="wallet sign-in token: `Bearer qls2...`",
     auto_error=False,
 )
 ApiKeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_key)]
@@ -107,12 +109,26 @@ def _role(*roles: Role) -> Callable[..., Principal]:
     return dependency
 
 
-def _consumer(request: Request, ledger: LedgerDep, credentials: ConsumerCredentials) -> str:
+def _signed_in(
+    request: Request, ledger: LedgerDep, credentials: ConsumerCredentials
+) -> ConsumerToken:
     if credentials is None:
         raise signin.InvalidToken("missing")
-    address = signin.verify_token(credentials.credentials, ledger.settings.session_secret_bytes)
-    get_limiter(request).hit(Limit.CONSUMER, address)
-    return address
+    # One indexed read per request; an unreadable database refuses (503), never lets through.
+    token = sessions.verify(
+        engine=ledger.engine,
+        token=credentials.credentials,
+        secret=ledger.settings.session_secret_bytes,
+    )
+    get_limiter(request).hit(Limit.CONSUMER, token.consumer)
+    return token
+
+
+ConsumerTokenDep = Annotated[ConsumerToken, Depends(_signed_in)]
+
+
+def _consumer(token: ConsumerTokenDep) -> str:
+    return token.consumer
 
 
 CompanyDep = Annotated[Principal, Depends(_role(Role.COMPANY))]

@@ -20,7 +20,7 @@ def metadata() -> MetaData:
     from ledger.consent import signin  # noqa: F401
     from ledger.index import tables  # noqa: F401
     from ledger.lists import store  # noqa: F401
-    from ledger.services import apikeys, linking  # noqa: F401
+    from ledger.services import apikeys, linking, sessions  # noqa: F401
     from ledger.usage import entries, idempotency  # noqa: F401
 
     return SQLModel.metadata

@@ -2,7 +2,10 @@
 
 A consumer asks for a nonce, signs the EIP-4361 message with their wallet (``personal_sign``),
 and gets a token valid for ``session_ttl`` seconds that lets them read their own data.
-Nonces are single-use and expire; tokens are HMAC-signed, so verifying one needs no database.
+Nonces are single-use and expire. Tokens are HMAC-signed and carry their own id, the time they
+were issued and the consumer's epoch at sign-in, so that a sign-out (by id or by time) and a
+revoke-all (the epoch moves) can end them early: ``verify_token`` checks only what the token
+itself proves; ``ledger.services.sessions`` checks it against those in the database.
 
 The message is parsed line by line against the EIP's ABNF: every field in its place, nothing
 unknown, nothing twice. The PyPI ``siwe`` package would do this, but it pins web3 < 8 and
@@ -10,7 +13,9 @@ eth-account < 0.14. Smart-contract wallets sign in through ERC-1271, as they rel
 
 Example:
     >>> message = parse(text)  # raises MalformedSignIn naming the first line that is wrong
-    >>> token, consumer, expires = sign_in(engine, text=text, signature=sig, ...)
+    >>> token, consumer, expires = sign_in(engine, text=text, signature=sig, epoch_of=..., ...)
+    >>> verify_token(token, secret).consumer == consumer
+    True
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -39,7 +45,11 @@ from ledger.domain.errors import InvalidInput, Unauthorized
 NONCE_TTL = timedelta(minutes=10)
 # How far ahead of ours a wallet's clock may be when it writes Issued At and Not Before.
 CLOCK_SKEW = timedelta(minutes=1)
-_TOKEN_PREFIX = "qls1"
+# v2: address, epoch, issued-at (ms), expiry (s), id. The v1 tokens (address, expiry) carried
+# nothing a sign-out or a revoke-all could name: they are refused as an unknown format.
+_TOKEN_PREFIX = "qls2"
+_TOKEN_FIELDS = 7
+_TOKEN_ID_RE = re.compile(r"[0-9a-f]{32}")
 # secp256k1's group order: an ECDSA signature (r, s) is also valid as (r, n - s). Like
 # OpenZeppelin's ECDSA, which the contract uses for relays, only the low half of s is accepted.
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -80,6 +90,17 @@ class InvalidToken(Unauthorized):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"consumer token refused: {reason}", reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerToken:
+    """What a consumer token states, once its MAC and expiry are checked."""
+
+    consumer: str  # checksummed address
+    epoch: int  # the consumer's epoch (index) at sign-in: a revoke-all moves it
+    issued_at_ms: int  # Unix milliseconds
+    expires_at: int  # Unix seconds
+    token_id: str  # 128 random bits, hex: what a sign-out names
 
 
 class ContractWallets(Protocol):
@@ -295,6 +316,7 @@ def sign_in(
     chain_id: int,
     secret: bytes,
     ttl: int,
+    epoch_of: Callable[[str], int],
     wallets: ContractWallets | None = None,
     now: datetime | None = None,
 ) -> tuple[str, str, datetime]:
@@ -310,6 +332,8 @@ def sign_in(
         chain_id: the chain the message must name (the one ``wallets`` reads).
         secret: the token's HMAC key.
         ttl: seconds the token lives.
+        epoch_of: the consumer's current epoch, asked once the signature and nonce are good;
+            the token carries it, so that a later revoke-all (a new epoch) ends the token.
         wallets: the chain, to ask a smart-contract wallet (ERC-1271); None: EOAs only.
         now: the current time (tests).
 
@@ -326,30 +350,77 @@ def sign_in(
     _check_fields(message, domain=domain, uri=uri, chain_id=chain_id, at=at)
     _check_signature(text, message.address, signature, wallets)
     _use_nonce(engine, message.nonce, at)
+    epoch = epoch_of(message.address)
     expires = at + timedelta(seconds=ttl)
-    return issue_token(message.address, expires, secret), message.address, expires
+    token = issue_token(message.address, expires, secret, epoch=epoch, issued_at=at)
+    return token, message.address, expires
 
 
-def issue_token(address: str, expires: datetime, secret: bytes) -> str:
-    body = f"{to_checksum_address(address)}.{int(expires.timestamp())}"
-    return f"{_TOKEN_PREFIX}.{body}.{_mac(body, secret)}"
+def issue_token(
+    address: str,
+    expires: datetime,
+    secret: bytes,
+    *,
+    epoch: int = 0,
+    issued_at: datetime | None = None,
+    token_id: str | None = None,
+) -> str:
+    """A signed token for ``address`` (``sign_in`` issues them; tests and tools too).
+
+    Args:
+        address: the consumer.
+        expires: when the token stops working, whatever else happens.
+        secret: the HMAC key.
+        epoch: the consumer's epoch now (``sign_in`` reads it from the index).
+        issued_at: when it is issued (default: now); a sign-out-everywhere ends every token
+            issued before it.
+        token_id: its id (default: 128 fresh random bits, hex).
+    """
+    issued_ms = int((issued_at or datetime.now(UTC)).timestamp() * 1000)
+    fields = (
+        _TOKEN_PREFIX,
+        to_checksum_address(address),
+        str(epoch),
+        str(issued_ms),
+        str(int(expires.timestamp())),
+        token_id or secrets.token_hex(16),
+    )
+    body = ".".join(fields)
+    return f"{body}.{_mac(body, secret)}"
 
 
-def verify_token(token: str, secret: bytes, now: datetime | None = None) -> str:
-    """The consumer address a token stands for.
+def verify_token(token: str, secret: bytes, now: datetime | None = None) -> ConsumerToken:
+    """What a token states, if this service signed it and it has not expired.
+
+    Only the token itself is checked here: whether it was signed out, or its consumer revoked
+    everything since, is in the database (``ledger.services.sessions.verify``).
 
     Raises:
-        InvalidToken: malformed, forged or expired.
+        InvalidToken: of an unknown (or the old) format, forged or expired.
     """
-    parts = token.split(".")
-    if len(parts) != 4 or parts[0] != _TOKEN_PREFIX:
-        raise InvalidToken("malformed")
-    body = f"{parts[1]}.{parts[2]}"
-    if not hmac.compare_digest(parts[3], _mac(body, secret)):
+    body, _, mac = token.rpartition(".")
+    parts = body.split(".")
+    if len(parts) != _TOKEN_FIELDS - 1 or parts[0] != _TOKEN_PREFIX:
+        raise InvalidToken(f"unknown or old token format (expected {_TOKEN_PREFIX}): sign in again")
+    # As bytes: compare_digest refuses str with non-ASCII, which a header may well carry.
+    if not hmac.compare_digest(mac.encode(), _mac(body, secret).encode()):
         raise InvalidToken("bad signature")
-    if not parts[2].isdigit() or int(parts[2]) <= (now or datetime.now(UTC)).timestamp():
+    # Signed by us, so well formed unless the secret leaked; checked anyway, as input.
+    _, address, epoch, issued_ms, expires, token_id = parts
+    numbers = (epoch, issued_ms, expires)
+    if not all(n.isascii() and n.isdigit() for n in numbers) or not _TOKEN_ID_RE.fullmatch(
+        token_id
+    ):
+        raise InvalidToken("malformed")
+    if int(expires) <= (now or datetime.now(UTC)).timestamp():
         raise InvalidToken("expired")
-    return parts[1]
+    return ConsumerToken(
+        consumer=address,
+        epoch=int(epoch),
+        issued_at_ms=int(issued_ms),
+        expires_at=int(expires),
+        token_id=token_id,
+    )
 
 
 def _check_fields(

@@ -72,6 +72,8 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", "/v1/links/verify"): Access(
         CONSUMER, json={"contact": "+33612345678", "code": "123456"}
     ),
+    ("POST", "/v1/auth/sign-out"): Access(CONSUMER),
+    ("POST", "/v1/auth/sign-out-everywhere"): Access(CONSUMER),
     # The regulator: the company registry, company keys, the usage export.
     ("POST", "/v1/companies"): Access(
         REGULATOR, json={"company_id": 9, "name": "N", "admin": ADDRESS}

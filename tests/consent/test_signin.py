@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -91,6 +94,7 @@ def sign_in(
         chain_id=chain_id,
         secret=SECRET,
         ttl=900,
+        epoch_of=lambda _consumer: 0,
         wallets=wallets,
         now=NOW,
     )
@@ -322,7 +326,10 @@ def test_a_signed_message_gives_a_token_for_its_address(engine: Engine) -> None:
     token, address, expires = sign_in(engine, text, signed(account, text))
     assert address == account.address
     assert expires == NOW + timedelta(seconds=900)
-    assert signin.verify_token(token, SECRET, now=NOW) == account.address
+    claims = signin.verify_token(token, SECRET, now=NOW)
+    assert claims.consumer == account.address
+    assert claims.issued_at_ms == int(NOW.timestamp() * 1000)
+    assert claims.expires_at == int(expires.timestamp())
 
 
 # ----- nonces -----
@@ -358,6 +365,7 @@ def test_an_old_nonce_is_refused(engine: Engine) -> None:
             chain_id=31337,
             secret=SECRET,
             ttl=900,
+            epoch_of=lambda _consumer: 0,
             now=later,
         )
 
@@ -388,7 +396,7 @@ def test_concurrent_sign_ins_with_one_nonce_give_one_token(db_engine: Engine) ->
     for _ in range(5):
         text = message(account, signin.new_nonce(db_engine)).text()
         outcomes = _race(db_engine, text, signed(account, text), racers=8)
-        tokens = [o for o in outcomes if o.startswith("qls1.")]
+        tokens = [o for o in outcomes if o.startswith("qls2.")]
         assert len(tokens) == 1
         assert sorted(outcomes) == sorted(
             tokens + ["sign-in refused: unknown or already used nonce"] * 7
@@ -451,7 +459,7 @@ def test_an_erc1271_wallet_signs_in_through_its_owner(ledger: Ledger) -> None:
         ledger.engine, text, signed(owner, text), chain_id=chain_id, wallets=ledger.chain
     )
     assert address == wallet
-    assert signin.verify_token(token, SECRET, now=NOW) == wallet
+    assert signin.verify_token(token, SECRET, now=NOW).consumer == wallet
 
 
 def test_an_eoa_is_not_asked_as_a_wallet(ledger: Ledger) -> None:
@@ -474,7 +482,7 @@ def test_an_eoa_is_not_asked_as_a_wallet(ledger: Ledger) -> None:
 def test_tokens_expire_and_cannot_be_forged() -> None:
     address = Account.create().address
     token = signin.issue_token(address, NOW + timedelta(minutes=15), SECRET)
-    assert signin.verify_token(token, SECRET, now=NOW) == address
+    assert signin.verify_token(token, SECRET, now=NOW).consumer == address
     with pytest.raises(InvalidToken, match="expired"):
         signin.verify_token(token, SECRET, now=NOW + timedelta(minutes=16))
     with pytest.raises(InvalidToken, match="bad signature"):
@@ -483,3 +491,96 @@ def test_tokens_expire_and_cannot_be_forged() -> None:
     forged = token.replace(address, other)
     with pytest.raises(InvalidToken, match="bad signature"):
         signin.verify_token(forged, SECRET, now=NOW)
+
+
+def test_a_token_carries_the_epoch_it_was_issued_in_and_an_id_of_its_own(engine: Engine) -> None:
+    account = Account.create()
+    asked: list[str] = []
+
+    def epoch_of(consumer: str) -> int:
+        asked.append(consumer)
+        return 3
+
+    tokens = []
+    for _ in range(2):
+        text = message(account, signin.new_nonce(engine)).text()
+        tokens.append(
+            signin.sign_in(
+                engine,
+                text=text,
+                signature=signed(account, text),
+                domain=DOMAIN,
+                uri=URI,
+                chain_id=31337,
+                secret=SECRET,
+                ttl=900,
+                epoch_of=epoch_of,
+                now=NOW,
+            )[0]
+        )
+    first, second = (signin.verify_token(t, SECRET, now=NOW) for t in tokens)
+    assert asked == [account.address] * 2
+    assert first.epoch == second.epoch == 3
+    assert first.token_id != second.token_id
+
+
+def test_the_epoch_is_not_asked_for_a_refused_sign_in(engine: Engine) -> None:
+    account = Account.create()
+    text = message(account, signin.new_nonce(engine)).text()
+
+    def epoch_of(consumer: str) -> int:
+        raise AssertionError(f"asked the epoch of {consumer} for a refused sign-in")
+
+    with pytest.raises(InvalidSignIn, match="not the address"):
+        signin.sign_in(
+            engine,
+            text=text,
+            signature=signed(Account.create(), text),
+            domain=DOMAIN,
+            uri=URI,
+            chain_id=31337,
+            secret=SECRET,
+            ttl=900,
+            epoch_of=epoch_of,
+            now=NOW,
+        )
+
+
+def _v1_token(address: str, expires: datetime, secret: bytes) -> str:
+    """A token as the first format signed them: address and expiry, nothing to revoke by."""
+    body = f"{address}.{int(expires.timestamp())}"
+    mac = base64.urlsafe_b64encode(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+    return f"qls1.{body}.{mac.decode().rstrip('=')}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _v1_token("0x" + "ab" * 20, NOW + timedelta(minutes=15), SECRET),
+        "qls1.x.y.z",
+        "qls3.a.b.c.d.e.f",
+        "qls2.a.b.c.d.e",  # a field short
+        "",
+        "qls2",
+    ],
+    ids=["v1 signed by us", "v1 garbage", "v3", "short", "empty", "prefix only"],
+)
+def test_a_token_of_an_unknown_or_old_format_is_refused(token: str) -> None:
+    with pytest.raises(InvalidToken, match="unknown or old token format"):
+        signin.verify_token(token, SECRET, now=NOW)
+
+
+def test_a_token_with_a_malformed_field_is_refused_even_if_signed() -> None:
+    address = Account.create().address
+    with pytest.raises(InvalidToken, match="malformed"):
+        signin.verify_token(
+            signin.issue_token(address, NOW + timedelta(minutes=1), SECRET, token_id="x" * 32),
+            SECRET,
+            now=NOW,
+        )
+
+
+def test_a_token_with_non_ascii_characters_is_refused_not_an_error() -> None:
+    token = signin.issue_token(Account.create().address, NOW + timedelta(minutes=1), SECRET)
+    with pytest.raises(InvalidToken, match="bad signature"):
+        signin.verify_token(token[:-1] + "é", SECRET, now=NOW)
