@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,18 +30,31 @@ def free_port() -> int:
 
 
 class Stack:
-    """One `quota-ledger up` process (API + anvil) on free ports, in its own data directory."""
+    """One `quota-ledger up` process (API + anvil) on free ports, in its own data directory.
 
-    def __init__(self, data_dir: Path, state_interval: int = 1) -> None:
+    With ``command="serve"`` and ``env`` naming the node and the database (``QL_CHAIN=rpc``,
+    ``QL_RPC_URL``, ``QL_DATABASE_URL``), one API process of several sharing them.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        state_interval: int = 1,
+        *,
+        command: str = "up",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.env = {
             **os.environ,
             "QL_DATA_DIR": str(data_dir),
             "QL_API_PORT": str(free_port()),
             "QL_ANVIL_PORT": str(free_port()),
             "QL_ANVIL_STATE_INTERVAL": str(state_interval),
+            **(env or {}),
         }
+        self.command = command
         self.url = f"http://127.0.0.1:{self.env['QL_API_PORT']}"
-        self.log = data_dir / "up.log"
+        self.log = data_dir / f"{command}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.api_key = ""
 
@@ -51,7 +65,7 @@ class Stack:
     def start(self) -> None:
         with self.log.open("ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [*CLI, "up"],
+                [*CLI, self.command],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -84,6 +98,11 @@ class Stack:
         )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """`GET /v1/health`: its status code (200, or 503 when degraded) and its body."""
+        response = httpx.get(f"{self.url}/v1/health", timeout=10)
+        return response.status_code, response.json()
 
     def check(self) -> dict[str, object]:
         auth = {"Authorization": f"Bearer {self.api_key}"}
