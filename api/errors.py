@@ -1,4 +1,8 @@
-"""RFC 9457 problem+json for every error, produced here and nowhere else."""
+"""RFC 9457 problem+json for every error, produced here and nowhere else.
+
+Every text of a problem passes through ``redact``: an exception's message may quote the node's
+URL, and hosted nodes carry their API keys in it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ledger.chain.redact import redact
 from ledger.domain import errors
 
 log = logging.getLogger(__name__)
@@ -36,10 +41,10 @@ _RESERVED = {"type", "title", "status", "detail", "instance"}
 def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": PROBLEM_BASE + code,
-        "title": title,
+        "title": redact(title),
         "status": status,
-        "detail": detail,
-        **extra,
+        "detail": redact(detail),
+        **{k: redact(v) if isinstance(v, str) else v for k, v in extra.items()},
     }
 
 
@@ -64,7 +69,7 @@ async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.LedgerError)
     status = status_of(exc)
     if status >= 500:
-        log.error("ledger error %s: %s", exc.code, exc.message)
+        log.error("ledger error %s: %s", exc.code, redact(exc.message))
     retry_after = exc.fields.get("retry_after")
     fields = {
         k: v

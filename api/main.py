@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from api import errors, metrics
+from api.bulkhead import NodeSlots
 from api.limits import BodyLimit
 from api.ratelimit import Limiter
 from api.routes import (
@@ -27,7 +31,19 @@ UPLOAD_PATHS = ("/v1/scrub", "/v1/lists")
 def create_app(ledger: Ledger) -> FastAPI:
     """Builds the API around an opened ledger."""
     settings = ledger.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # While serving, checks, health and metrics read the node's head as a background
+        # thread last saw it: no request waits on the node for it.
+        watcher = ledger.state.watch_head(interval=settings.index_poll_interval)
+        try:
+            yield
+        finally:
+            watcher.stop(timeout=1.0)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="quota-ledger",
         version="0.1.0",
         description="Consent-based contact quotas: companies ask before every contact; "
@@ -36,6 +52,7 @@ def create_app(ledger: Ledger) -> FastAPI:
     app.state.ledger = ledger
     app.state.limiter = Limiter.from_settings(settings)
     app.state.metrics = metrics.Metrics()
+    app.state.node_slots = NodeSlots(wait=settings.rpc_timeout)
     errors.install(app)
     for module in (
         checks,

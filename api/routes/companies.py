@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from api.bulkhead import NodeLimit
 from api.deps import LedgerDep, RegulatorDep
 from api.schemas import CompanyIn, CompanyOut, KeyInfo, KeyOut, TxOut
 from ledger.domain.errors import UnknownCompany
@@ -17,7 +18,7 @@ router = APIRouter(tags=["regulator"])
 CompanyId = Annotated[int, Path(gt=0, lt=1 << 63)]
 
 
-@router.post("/v1/companies", response_model=CompanyOut, status_code=201)
+@router.post("/v1/companies", response_model=CompanyOut, status_code=201, dependencies=[NodeLimit])
 def register_company(body: CompanyIn, ledger: LedgerDep, _: RegulatorDep) -> CompanyOut:
     """Register a company on chain and issue its first API key (shown once)."""
     done = companies.register(
@@ -32,19 +33,24 @@ def register_company(body: CompanyIn, ledger: LedgerDep, _: RegulatorDep) -> Com
     )
 
 
-@router.post("/v1/companies/{company_id}/suspend", response_model=TxOut)
+@router.post("/v1/companies/{company_id}/suspend", response_model=TxOut, dependencies=[NodeLimit])
 def suspend_company(company_id: CompanyId, ledger: LedgerDep, _: RegulatorDep) -> TxOut:
     """Suspend a company: every check for it is refused until it is reinstated."""
     return TxOut.of(ledger.relayer.suspend_company(company_id))
 
 
-@router.post("/v1/companies/{company_id}/reinstate", response_model=TxOut)
+@router.post("/v1/companies/{company_id}/reinstate", response_model=TxOut, dependencies=[NodeLimit])
 def reinstate_company(company_id: CompanyId, ledger: LedgerDep, _: RegulatorDep) -> TxOut:
     """Reinstate a suspended company."""
     return TxOut.of(ledger.relayer.reinstate_company(company_id))
 
 
-@router.post("/v1/companies/{company_id}/keys", response_model=KeyOut, status_code=201)
+@router.post(
+    "/v1/companies/{company_id}/keys",
+    response_model=KeyOut,
+    status_code=201,
+    dependencies=[NodeLimit],
+)
 def create_company_key(company_id: CompanyId, ledger: LedgerDep, _: RegulatorDep) -> KeyOut:
     """Issue another API key for a registered company (shown once)."""
     if ledger.chain.company(company_id).status is CompanyStatus.NONE:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from api.bulkhead import NodeLimit
 from api.deps import CompanyDep, LedgerDep
 from api.schemas import ChannelName
 from ledger.domain.channels import Channel
@@ -32,7 +33,7 @@ class ConsentProofOut(BaseModel):
     retained_until: int = Field(description="keep the proof until then (QL_RETENTION_YEARS)")
 
 
-@router.get("/consent-proof", response_model=ConsentProofOut)
+@router.get("/consent-proof", response_model=ConsentProofOut, dependencies=[NodeLimit])
 def proof(
     contact: Annotated[str, Query(min_length=1, max_length=254)],
     channel: ChannelName,

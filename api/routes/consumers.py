@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter
 
+from api.bulkhead import NodeLimit
 from api.deps import ConsumerDep, LedgerDep, RelayerDep, RelayLimit
 from api.schemas import (
     AddressPath,
@@ -26,7 +27,7 @@ from ledger.services import consumer_views, linking
 router = APIRouter(tags=["consumer"])
 
 
-@router.get("/v1/consumers/{consumer}/nonce", response_model=NonceInfo)
+@router.get("/v1/consumers/{consumer}/nonce", response_model=NonceInfo, dependencies=[NodeLimit])
 def consumer_nonce(consumer: AddressPath, ledger: LedgerDep) -> NonceInfo:
     """Return the nonce and epoch a consumer signs into their messages."""
     return NonceInfo(
@@ -35,7 +36,10 @@ def consumer_nonce(consumer: AddressPath, ledger: LedgerDep) -> NonceInfo:
 
 
 @router.post(
-    "/v1/revocations/all", response_model=TxOut, status_code=201, dependencies=[RelayLimit]
+    "/v1/revocations/all",
+    response_model=TxOut,
+    status_code=201,
+    dependencies=[RelayLimit, NodeLimit],
 )
 def relay_revoke_all(body: SignedRevokeAll, relayer: RelayerDep) -> TxOut:
     """Relay a signed revoke-all: every grant of the consumer stops at once."""
@@ -46,7 +50,9 @@ def relay_revoke_all(body: SignedRevokeAll, relayer: RelayerDep) -> TxOut:
     return TxOut.of(receipt)
 
 
-@router.post("/v1/global-caps", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+@router.post(
+    "/v1/global-caps", response_model=TxOut, status_code=201, dependencies=[RelayLimit, NodeLimit]
+)
 def relay_global_cap(body: SignedGlobalCap, relayer: RelayerDep) -> TxOut:
     """Relay a signed global cap: at most N contacts per period across all companies."""
     message = messages.set_global_cap(
@@ -72,7 +78,7 @@ def start_link(body: LinkStartIn, ledger: LedgerDep, consumer: ConsumerDep) -> L
     )
 
 
-@router.post("/v1/links/verify", response_model=LinkOut, status_code=201)
+@router.post("/v1/links/verify", response_model=LinkOut, status_code=201, dependencies=[NodeLimit])
 def verify_link(body: LinkVerifyIn, ledger: LedgerDep, consumer: ConsumerDep) -> LinkOut:
     """Check the one-time code; on success the operator attests the link on chain."""
     linked = linking.verify_and_attest(
@@ -81,7 +87,9 @@ def verify_link(body: LinkVerifyIn, ledger: LedgerDep, consumer: ConsumerDep) ->
     return LinkOut(commitment="0x" + linked.commitment.hex(), linked_at_block=linked.block_number)
 
 
-@router.post("/v1/links/unlink", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+@router.post(
+    "/v1/links/unlink", response_model=TxOut, status_code=201, dependencies=[RelayLimit, NodeLimit]
+)
 def relay_unlink(body: SignedUnlink, relayer: RelayerDep) -> TxOut:
     """Relay a signed unlink: the consumer's grants stop reaching that contact."""
     message = messages.unlink(

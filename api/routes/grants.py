@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from api.bulkhead import NodeLimit
 from api.deps import LedgerDep, RelayerDep, RelayLimit
 from api.schemas import (
     AddressPath,
@@ -40,7 +41,7 @@ def _terms(body: GrantTermsIn) -> GrantTerms:
     )
 
 
-@router.post("/typed-data", response_model=TypedDataOut, dependencies=[RelayLimit])
+@router.post("/typed-data", response_model=TypedDataOut, dependencies=[RelayLimit, NodeLimit])
 def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     """Return the EIP-712 typed data a consumer signs for this grant."""
     terms = _terms(body)
@@ -56,7 +57,7 @@ def prepare_grant(body: GrantDraft, ledger: LedgerDep) -> TypedDataOut:
     return TypedDataOut(version=version, epoch=epoch, typed_data=doc)
 
 
-@router.post("", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+@router.post("", response_model=TxOut, status_code=201, dependencies=[RelayLimit, NodeLimit])
 def relay_grant(body: SignedGrant, relayer: RelayerDep) -> TxOut:
     """Relay a grant signed by the consumer (the operator pays the gas)."""
     message = messages.set_grant(
@@ -66,7 +67,12 @@ def relay_grant(body: SignedGrant, relayer: RelayerDep) -> TxOut:
     return TxOut.of(receipt)
 
 
-@router.post("/revocations", response_model=TxOut, status_code=201, dependencies=[RelayLimit])
+@router.post(
+    "/revocations",
+    response_model=TxOut,
+    status_code=201,
+    dependencies=[RelayLimit, NodeLimit],
+)
 def relay_revocation(body: SignedRevocation, relayer: RelayerDep) -> TxOut:
     """Relay a revocation signed by the consumer; effective from the block that records it."""
     message = messages.revoke_grant(
@@ -81,7 +87,7 @@ def relay_revocation(body: SignedRevocation, relayer: RelayerDep) -> TxOut:
     return TxOut.of(receipt)
 
 
-@router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut)
+@router.get("/{consumer}/{company_id}/{channel}", response_model=GrantOut, dependencies=[NodeLimit])
 def read_grant(
     consumer: AddressPath,
     company_id: Annotated[int, Path(gt=0, lt=1 << 63)],

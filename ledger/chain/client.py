@@ -5,7 +5,10 @@ would refuse raises its domain exception and costs no gas. A transaction that st
 once mined (another transaction got there first) is replayed as an ``eth_call`` at its block
 to name the contract's error. Operator nonces are taken from the node under a lock, so
 concurrent relays from one key never collide. Transient RPC failures (connection refused,
-timeouts, 429/5xx) are retried a bounded number of times with exponential backoff.
+timeouts, 429/5xx) are retried a bounded number of times with exponential backoff, behind a
+circuit breaker (``breaker``): a timeout, or failures in a row, open it, and while it is open
+every call fails at once instead of waiting on the node. Error texts are redacted
+(``redact``): node URLs carry API keys.
 
 Example:
     >>> chain = Chain.connect("http://127.0.0.1:8545", operator_key=DEV_OPERATOR_KEY)
@@ -33,6 +36,8 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt
 
 from ledger.chain import contract
+from ledger.chain.breaker import CircuitBreaker, Fault
+from ledger.chain.redact import redact
 from ledger.chain.ws_provider import WebSocketSyncProvider
 from ledger.consent.messages import Domain
 from ledger.domain.errors import ChainUnavailable, ContractReverted, LedgerError
@@ -54,6 +59,15 @@ class QueryRefused(ChainUnavailable):
     """The node answered a query with an error (e.g. an ``eth_getLogs`` range too large)."""
 
     code = "query_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSighting:
+    """The node's head as the client last read it, and when."""
+
+    block: BlockRef
+    at: float  # monotonic seconds, for its age
+    wall: float  # Unix seconds, to compare with times other processes wrote
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +95,21 @@ class Chain:
     """A connection to the node and the deployed ledger contract."""
 
     def __init__(
-        self, w3: Web3, operator: LocalAccount, address: str | None = None, *, attempts: int = 3
+        self,
+        w3: Web3,
+        operator: LocalAccount,
+        address: str | None = None,
+        *,
+        attempts: int = 3,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.w3 = w3
         self.operator = operator
         self.attempts = max(1, attempts)
+        self.breaker = breaker or CircuitBreaker(fault=_fault)
+        # An in-process chain (eth-tester) answers without I/O: it cannot stall its callers.
+        self.in_process = False
+        self._sighting: HeadSighting | None = None
         self._nonce_lock = threading.Lock()
         self._contract: Contract | None = None
         self._chain_id: int | None = None
@@ -111,7 +135,9 @@ class Chain:
             )
             w3 = Web3(provider)
         else:
-            raise ValueError(f"unsupported JSON-RPC URL {url!r}: use http(s):// or ws(s)://")
+            raise ValueError(
+                f"unsupported JSON-RPC URL {redact(url)!r}: use http(s):// or ws(s)://"
+            )
         return cls(w3, Account.from_key(operator_key), attempts=attempts)
 
     @classmethod
@@ -132,7 +158,9 @@ class Chain:
                 {"from": funder, "to": operator.address, "value": w3.to_wei(1000, "ether")}
             )
             w3.eth.wait_for_transaction_receipt(tx)
-        return cls(w3, operator)
+        chain = cls(w3, operator)
+        chain.in_process = True
+        return chain
 
     def use(self, address: str) -> None:
         """Points the client at a deployed ledger contract."""
@@ -202,8 +230,16 @@ class Chain:
     # ----- reads (pinned to one block so a decision sees one consistent state) -----
 
     def head(self) -> BlockRef:
+        """Asks the node for its head (remembered: ``last_head``)."""
         block = self._rpc(lambda: self.w3.eth.get_block("latest"))
-        return BlockRef(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
+        head = BlockRef(int(block["number"]), bytes(block["hash"]), int(block["timestamp"]))
+        self._sighting = HeadSighting(head, time.monotonic(), time.time())
+        return head
+
+    @property
+    def last_head(self) -> HeadSighting | None:
+        """The head the last successful ``head`` read, and when: no request is made."""
+        return self._sighting
 
     def header(self, number: int) -> BlockHeader | None:
         """The header of block ``number``, or None when the chain is shorter than that."""
@@ -248,7 +284,7 @@ class Chain:
             lambda: self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         )
         if "error" in response:
-            raise QueryRefused(str(response["error"])[:300])
+            raise QueryRefused(redact(str(response["error"]))[:300])
         return [_raw_log(entry) for entry in response["result"]]
 
     def grant(
@@ -304,11 +340,17 @@ class Chain:
             }
         ]
         target = self.w3.eth.contract(address=to_checksum_address(wallet), abi=abi)
-        try:
-            answer = target.functions.isValidSignature(digest, signature).call()
-        except Exception:  # a wallet that reverts or is no wallet at all: not valid
-            return False
-        return bytes(answer) == bytes.fromhex("1626ba7e")
+
+        def ask() -> bytes | None:
+            try:
+                return bytes(target.functions.isValidSignature(digest, signature).call())
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise  # the node, not the wallet: unavailable, not "invalid"
+                return None  # a wallet that reverts or is no wallet at all: not valid
+
+        answer: bytes | None = self._rpc(ask)
+        return answer == bytes.fromhex("1626ba7e")
 
     # ----- plumbing -----
 
@@ -386,10 +428,12 @@ class Chain:
         """
         for attempt in range(self.attempts):
             try:
-                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                self.breaker.call(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
                 return True
+            except LedgerError:
+                raise  # the circuit is open
             except Exception as exc:
-                if _is_transient(exc) and attempt + 1 < self.attempts:
+                if _is_transient(exc) and attempt + 1 < self.attempts and self._may_retry():
                     time.sleep(_BACKOFF * 2**attempt)
                     continue
                 if _is_transient(exc):
@@ -418,11 +462,11 @@ class Chain:
         """
         for attempt in range(self.attempts):
             try:
-                return call()
+                return self.breaker.call(call)
             except LedgerError:
-                raise
+                raise  # a domain error, or the circuit is open: no retry
             except Exception as exc:
-                if _is_transient(exc) and attempt + 1 < self.attempts:
+                if _is_transient(exc) and attempt + 1 < self.attempts and self._may_retry():
                     time.sleep(_BACKOFF * 2**attempt)
                     continue
                 if map_reverts and not _is_transient(exc):
@@ -431,6 +475,28 @@ class Chain:
                         raise contract.decode_revert(data) from exc
                 raise _unavailable(exc) from exc
         raise AssertionError("unreachable")
+
+    def _may_retry(self) -> bool:
+        """Whether a retry may help: not once the failure opened the breaker (a timeout does)."""
+        return self.breaker.reason == ""
+
+
+def _fault(exc: BaseException) -> Fault | None:
+    """What a failed node call says about the node: None when the node answered."""
+    if isinstance(exc, LedgerError) or not _is_transient(exc):
+        return None
+    return Fault.SLOW if _timed_out(exc) else Fault.FAILED
+
+
+def _timed_out(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):  # the timeout may be wrapped (the websocket provider's ConnectionError)
+        if seen is None:
+            return False
+        if isinstance(seen, requests.Timeout | TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -447,7 +513,7 @@ def _is_nonce_clash(exc: BaseException) -> bool:
 
 
 def _unavailable(exc: BaseException) -> ChainUnavailable:
-    return ChainUnavailable(f"{type(exc).__name__}: {exc}"[:300])
+    return ChainUnavailable(redact(f"{type(exc).__name__}: {exc}")[:300])
 
 
 def _raw_log(entry: dict[str, Any]) -> RawLog:

@@ -8,6 +8,13 @@ raises ``LedgerStale`` when the index is behind by more than the configured bloc
 ahead of the node (blocks being rolled back), or when the node cannot be reached: the decision
 is then a refusal, never a silent allow.
 
+Where the node's head comes from: once ``watch_head`` has started (the API does, for as long
+as it serves), from the head a background thread and the indexer's loop last read, never from
+a request to the node: a slow or frozen node then costs a check nothing, and the head is
+"not known" (so checks refuse) as soon as the circuit to the node opens, a read fails, or no
+read has succeeded for ``max_lag_seconds``. Without it (a CLI command, a test) ``head`` asks
+the node itself, through the same circuit breaker.
+
 Reads are read-only snapshots (no write lock on SQLite) through prepared statements; the
 reads of one decision can share one snapshot (``snapshot``).
 
@@ -36,6 +43,7 @@ from ledger.db.prepared import Prepared
 from ledger.domain.errors import ChainUnavailable, LedgerStale
 from ledger.domain.grants import CompanyStatus, GrantRecord
 from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
+from ledger.index.head import HeadWatcher
 from ledger.index.tables import (
     COMPANY,
     CONSUMER,
@@ -85,10 +93,39 @@ class IndexedState:
     head_ttl: float = 0.05
     clock: Callable[[], float] = time.time
     _seen: tuple[float, BlockRef] | None = field(default=None, init=False, repr=False)
+    _watcher: HeadWatcher | None = field(default=None, init=False, repr=False)
+
+    def watch_head(self, *, interval: float) -> HeadWatcher:
+        """Starts reading the node's head in the background; from then on ``head``, ``lag``
+        and ``node_head`` answer from what was read and never wait on the node.
+
+        Args:
+            interval: seconds between reads of the head (the indexer's poll interval).
+
+        Returns:
+            The started watcher; ``stop`` it (the state then asks the node itself again).
+        """
+        watcher = HeadWatcher(self.chain, interval=interval)
+        if not self.chain.in_process:  # an in-process chain answers at once: nothing to spare
+            watcher.start()
+            self._watcher = watcher
+        return watcher
 
     def lag(self) -> IndexLag:
-        """Measures the lag now (one read of the checkpoint, one request to the node)."""
+        """Measures the lag now (one read of the checkpoint; the node is asked only when no
+        ``watch_head`` runs)."""
         return self._measure()[0]
+
+    def node_head(self) -> BlockRef:
+        """The node's head: as last read when ``watch_head`` runs, else asked of the node.
+
+        Raises:
+            ChainUnavailable: the node cannot be reached, or its head is not known now.
+        """
+        watcher = self._watcher
+        if watcher is not None and watcher.running:
+            return watcher.head(max_age=self.max_lag_seconds).block
+        return self.chain.head()
 
     def _measure(self) -> tuple[IndexLag, dict[str, Any] | None]:
         # The checkpoint is read in a transaction of its own, closed before the node may be
@@ -99,8 +136,16 @@ class IndexedState:
 
     def _lag(self, checkpoint: dict[str, Any] | None) -> IndexLag:
         now = self.clock()
+        # Written after the head was read: by an indexer that read a newer head than that.
+        newer_index = False
         try:
-            tip = self._node_head(checkpoint)
+            watcher = self._watcher
+            if watcher is not None and watcher.running:
+                seen = watcher.head(max_age=self.max_lag_seconds)
+                tip = seen.block
+                newer_index = checkpoint is not None and checkpoint["synced_at"] > seen.wall
+            else:
+                tip = self._node_head(checkpoint)
         except ChainUnavailable as exc:
             since = 0.0 if checkpoint is None else max(0.0, now - checkpoint["synced_at"])
             index_block = None if checkpoint is None else int(checkpoint["block_number"])
@@ -111,6 +156,10 @@ class IndexedState:
         indexed = int(checkpoint["block_number"])
         expected = head - self.confirmations
         replaced = indexed == head and checkpoint["block_hash"] != tip.hash.hex()
+        if newer_index and (indexed > head or replaced):
+            # Another process's indexer, or this one's loop, read the head after the watcher
+            # did: the head read is older than the index, not a sign that blocks were lost.
+            return IndexLag(indexed, head, 0, 0.0, False)
         if indexed > head or replaced:
             # The node lost or replaced blocks the index holds, and the indexer has not rolled
             # back yet: the index may answer from blocks that are no longer on chain.

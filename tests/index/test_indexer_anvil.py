@@ -418,7 +418,8 @@ def test_a_node_that_stays_down_is_reported_within_a_bounded_time() -> None:
 def test_up_follows_changes_made_around_it_within_the_bound(tmp_path: Path) -> None:
     """A consumer's own transaction (not relayed) reaches the API's checks by the background
     indexer; health reports the lag."""
-    from tests.test_e2e_anvil import CHECK, CONSUMER, Stack, codes
+    from tests.stack import CHECK, Stack
+    from tests.test_e2e_anvil import CONSUMER, codes
 
     stack = Stack(tmp_path)
     stack.start()
