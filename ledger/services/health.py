@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ledger.chain.redact import redact
 from ledger.db.engine import DatabaseUnavailable, transaction
 from ledger.domain.errors import ChainUnavailable
 from ledger.index.state import IndexedState
@@ -109,7 +110,7 @@ def measure(
         lag_blocks=lag.lag_blocks,
         lag_seconds=round(lag.lag_seconds, 3),
         index_stale=lag.stale,
-        detail=lag.detail,
+        detail=redact(lag.detail),
         lists=freshness,
     )
 
@@ -118,7 +119,7 @@ def _database_down(state: IndexedState, reason: str) -> Health:
     log.warning("health: %s", reason)
     details = [reason]
     try:
-        head: int | None = state.chain.head().number
+        head: int | None = state.node_head().number  # as last read: no wait on the node
     except ChainUnavailable as exc:
         head = None
         details.append(f"node unreachable: {exc.message}")
@@ -129,7 +130,7 @@ def _database_down(state: IndexedState, reason: str) -> Health:
         lag_blocks=None,
         lag_seconds=None,
         index_stale=True,  # an index that cannot be read is no index to decide on
-        detail="; ".join(details),
+        detail=redact("; ".join(details)),
     )
 
 
