@@ -11,7 +11,6 @@ import uvicorn
 
 from api.main import create_app
 from ledger.chain.anvil import DEMO_ACCOUNTS, AnvilNode
-from ledger.chain.redact import install_log_redaction, redact
 from ledger.cli import ChainOpt, DataDirOpt, app, console, exit_on_sigterm, main, settings_from
 from ledger.runtime import Ledger
 from ledger.settings import ChainKind
@@ -25,7 +24,6 @@ def up(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
 ) -> None:
     """Start everything: a local anvil node (persistent), the contract, the API."""
-    install_log_redaction()  # the node's URL, quoted by errors, may carry an API key
     settings = settings_from(chain, data_dir)
     node = None
     rpc_url = settings.rpc_url
@@ -39,11 +37,17 @@ def up(
         rpc_url = node.url
     # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it lets `finally` stop anvil.
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    supervisor = None
     try:
         ledger = Ledger.open(settings, rpc_url=rpc_url)
+        if node is not None:
+            # A node that dies is restarted and its journal replayed; checks refuse meanwhile.
+            supervisor = ledger.supervise(node)
         _announce(ledger, rpc_url, host or settings.api_host, port or settings.api_port)
         _serve(ledger, host or settings.api_host, port or settings.api_port)
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if node is not None:
             node.stop()
 
@@ -54,7 +58,6 @@ def serve(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
 ) -> None:
     """Serve the API against the node at QL_RPC_URL (no local node is started)."""
-    install_log_redaction()  # the node's URL, quoted by errors, may carry an API key
     settings = settings_from(ChainKind.RPC)
     ledger = Ledger.open(settings)
     _announce(ledger, settings.rpc_url, host or settings.api_host, port or settings.api_port)
@@ -66,7 +69,7 @@ def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None
     console.print(
         f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs"
     )
-    console.print(f"chain {ledger.chain.chain_id} at {redact(rpc_url or 'in-process memory')}")
+    console.print(f"chain {ledger.chain.chain_id} at {rpc_url or 'in-process memory'}")
     console.print(f"ledger contract {ledger.chain.address}")
     if recovery.lost_blocks:
         console.print(
@@ -79,9 +82,9 @@ def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None
 
 
 def _serve(ledger: Ledger, host: str, port: int) -> None:
-
     logging.basicConfig(level=logging.INFO)
-    follower = ledger.follow_index()  # checks read the index: keep it up with the chain
+    # Checks read the index: of the processes sharing the database, the leader keeps it up.
+    follower = ledger.follow_index()
     try:
         uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
     finally:

@@ -207,6 +207,27 @@ class ListHealthOut(BaseModel):
     stale: bool = Field(description="checks relying on this list refuse with opposition_list_stale")
 
 
+class NodeOut(BaseModel):
+    """The local node `quota-ledger up` runs, restarts and replays when it dies."""
+
+    state: Literal["running", "restarting", "stopped"]
+    pid: int | None
+    restarts: int = Field(description="times the node was brought back since the API started")
+    last_restart_at: int | None = Field(description="unix time it last came back, replayed")
+    last_exit: int | None = Field(description="how it last died (negative: killed by a signal)")
+    detail: str
+
+
+class LeaderOut(BaseModel):
+    """The process that runs the indexer, of those sharing the database."""
+
+    role: str
+    this_process: bool
+    id: str | None = Field(description="the leader's random process id; null: nobody leads")
+    pid: int | None
+    host: str | None
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     chain_id: int | None
@@ -218,6 +239,8 @@ class HealthOut(BaseModel):
     lag_seconds: float | None = None
     database: Literal["ok", "unavailable"] = "ok"
     lists: list[ListHealthOut] = Field(default_factory=list)
+    node: NodeOut | None = Field(default=None, description="null: the node is not run by this API")
+    leader: LeaderOut | None = None
 
 
 class DomainOut(BaseModel):

@@ -3,14 +3,21 @@ opposition lists, contact linking)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from ledger.chain.anvil import AnvilNode, NodeState, NodeSupervisor
 from ledger.chain.client import Chain
 from ledger.chain.deployment import Recovery, deployed_at, ensure_deployed
 from ledger.chain.relayer import Relayer
-from ledger.index.indexer import Indexer, IndexFollower
+from ledger.db.leader import Elected, LeaderLock
+from ledger.domain.errors import ChainUnavailable
+from ledger.domain.grants import GrantRecord
+from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
+from ledger.index.indexer import Indexer
 from ledger.index.state import IndexedState
 from ledger.lists.cache import OppositionCache
 from ledger.schema import migrated_engine
@@ -38,6 +45,10 @@ class Ledger:
     linker: Linker
     indexer: Indexer
     state: IndexedState  # what the checker reads: the event index, refused when it lags
+    # Of the processes sharing the database, the one holding this lock runs the indexer loop.
+    leadership: LeaderLock
+    # The local node this process runs and restarts (`up`); None when the node is elsewhere.
+    node: NodeSupervisor | None = field(default=None, init=False)
 
     @classmethod
     def open(
@@ -100,13 +111,61 @@ class Ledger:
             linker=Linker.from_settings(settings, engine),
             indexer=indexer,
             state=state,
+            leadership=LeaderLock(engine, "indexer"),
         )
 
-    def follow_index(self) -> IndexFollower:
-        """A started background thread keeping the event index up with the chain (``stop`` it)."""
-        follower = IndexFollower(self.indexer, poll_interval=self.settings.index_poll_interval)
+    def follow_index(self) -> Elected:
+        """A started background thread keeping the event index up with the chain (``stop`` it).
+
+        Of the processes sharing the database only the leader indexes (``leadership``); the
+        others answer from the index it writes and take over when it dies.
+        """
+        follower = Elected(
+            self.leadership,
+            self._index_round,
+            interval=self.settings.index_poll_interval,
+            retry=self.settings.leader_retry_seconds,
+        )
         follower.start()
         return follower
+
+    def supervise(self, node: AnvilNode) -> NodeSupervisor:
+        """Starts watching the local node this process started: when it dies it is restarted
+        on the same port and state file and the journal replayed, and meanwhile checks refuse.
+
+        Returns:
+            The started supervisor; ``stop`` it to stop the node.
+        """
+        supervisor = NodeSupervisor(node, recover=self._recover)
+        self.node = supervisor
+        self.checker.state = _WhileNodeRuns(self.state, supervisor)
+        supervisor.start()
+        return supervisor
+
+    def _index_round(self, stop: threading.Event) -> None:
+        if self.node is None:
+            self.indexer.sync(stop=stop)
+            return
+        with self.node.running() as up:
+            if up:  # else the node is being restarted and its lost blocks replayed
+                self.indexer.sync(stop=stop)
+
+    def _recover(self) -> str:
+        """After the node restarted: what ``open`` does, replay the lost operator transactions
+        (or redeploy when the contract itself is gone) and index up to the new head."""
+        self.recovery = ensure_deployed(
+            self.chain, self.engine, configured_address=self.settings.contract_address
+        )
+        self.indexer.start_block = deployed_at(self.engine)
+        self.indexer.sync()
+        recovery = self.recovery
+        if not recovery.lost_blocks:
+            return "nothing lost"
+        redeployed = "contract redeployed, " if recovery.redeployed else ""
+        return (
+            f"{redeployed}{len(recovery.replayed)} operator transactions replayed, "
+            f"{len(recovery.dropped)} refused on replay"
+        )
 
 
 def _connect_chain(settings: Settings, rpc_url: str | None) -> Chain:
@@ -119,3 +178,36 @@ def _connect_chain(settings: Settings, rpc_url: str | None) -> Chain:
     return Chain.connect(
         url, operator_key=key, timeout=settings.rpc_timeout, attempts=settings.rpc_attempts
     )
+
+
+@dataclass(frozen=True)
+class _WhileNodeRuns:
+    """The event index as the checker reads it, refused while the local node is restarting.
+
+    Until its lost blocks are replayed the index may be rolled back past a revocation that the
+    replay will restore: a check then refuses (``ledger_unavailable``), never allows.
+    """
+
+    index: IndexedState
+    node: NodeSupervisor
+
+    def head(self) -> BlockRef:
+        status = self.node.status()
+        if status.state is not NodeState.RUNNING:
+            raise ChainUnavailable(f"the local node is {status.state.value}: {status.detail}")
+        return self.index.head()
+
+    def snapshot(self) -> AbstractContextManager[LedgerState]:
+        return self.index.snapshot()
+
+    def company(self, company_id: int, block: int) -> CompanyRecord:
+        return self.index.company(company_id, block)
+
+    def link(self, commitment: bytes, block: int) -> LinkRecord:
+        return self.index.link(commitment, block)
+
+    def grant(self, consumer: str, company_id: int, channel: int, block: int) -> GrantRecord:
+        return self.index.grant(consumer, company_id, channel, block)
+
+    def consumer(self, consumer: str, block: int) -> ConsumerRecord:
+        return self.index.consumer(consumer, block)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # the chain head (an upper bound on how long a change on chain has gone unseen).
     index_max_lag_blocks: int = 5
     index_max_lag_seconds: float = 10.0
+    # Of the processes sharing a database, one leads the background indexer (ledger/db/leader.py);
+    # the others try to take over every this many seconds, so a dead leader is replaced within it.
+    leader_retry_seconds: float = Field(default=1.0, gt=0)
 
     database_url: str | None = None  # default: a SQLite file in data_dir
     # How long consent proofs and records are kept: UWG § 7a and the TSR ask 5 years from the

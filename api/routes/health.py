@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
-from api.schemas import DomainOut, HealthOut, LedgerOut, ListHealthOut
+from api.schemas import DomainOut, HealthOut, LeaderOut, LedgerOut, ListHealthOut, NodeOut
 from ledger.consent.messages import DOMAIN_NAME, DOMAIN_VERSION
-from ledger.services.health import measure
+from ledger.services.health import Leadership, measure
 
 router = APIRouter(tags=["operator"])
 
@@ -30,13 +30,20 @@ def ledger_info(ledger: LedgerDep) -> LedgerOut:
     responses={
         503: {
             "model": HealthOut,
-            "description": "Degraded: the index lags, or the database is unavailable",
+            "description": "Degraded: the index lags, the database is unavailable, "
+            "or the local node is restarting",
         }
     },
 )
 def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
-    """Report the node, the index's lag, the database and the lists' freshness."""
-    report = measure(engine=ledger.engine, state=ledger.state, lists=ledger.lists)
+    """Report the node, the index's lag, the database, the lists' freshness and the leader."""
+    report = measure(
+        engine=ledger.engine,
+        state=ledger.state,
+        lists=ledger.lists,
+        leadership=ledger.leadership,
+        node=ledger.node,
+    )
     body = HealthOut(
         status="degraded" if report.degraded else "ok",
         chain_id=ledger.chain.chain_id,
@@ -48,7 +55,22 @@ def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
         lag_seconds=report.lag_seconds,
         database="ok" if report.database_ok else "unavailable",
         lists=[ListHealthOut.model_validate(m, from_attributes=True) for m in report.lists],
+        node=None
+        if report.node is None
+        else NodeOut.model_validate(report.node, from_attributes=True),
+        leader=None if report.leader is None else _leader_out(report.leader),
     )
     if report.degraded:
         return JSONResponse(body.model_dump(), status_code=503)
     return body
+
+
+def _leader_out(leadership: Leadership) -> LeaderOut:
+    leader = leadership.leader
+    return LeaderOut(
+        role=leadership.role,
+        this_process=leadership.this_process,
+        id=None if leader is None else leader.id,
+        pid=None if leader is None else leader.pid,
+        host=None if leader is None else leader.host,
+    )

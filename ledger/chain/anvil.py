@@ -1,21 +1,30 @@
-"""A local anvil node, started from node_modules with its state persisted in the data directory."""
+"""A local anvil node, started from node_modules with its state persisted in the data directory,
+and the supervisor that brings it back when it dies."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import platform
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
 from ledger.domain.errors import ChainUnavailable
+
+log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _ROOT = Path(__file__).resolve().parents[2]
@@ -128,12 +137,198 @@ class AnvilNode:
             self.process.kill()
             self.process.wait()
 
+    @property
+    def pid(self) -> int | None:
+        """The running anvil's process id (None when it is not running)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        return self.process.pid
+
+    def exit_code(self) -> int | None:
+        """None while anvil runs; else how it ended (negative: killed by that signal).
+
+        A node never started counts as ended (code 0).
+        """
+        if self.process is None:
+            return 0
+        return self.process.poll()
+
     def __enter__(self) -> AnvilNode:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class NodeState(StrEnum):
+    RUNNING = "running"
+    RESTARTING = "restarting"  # died; being started again, then its lost blocks replayed
+    STOPPED = "stopped"  # stopped on purpose (the API is shutting down)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What the supervisor knows of its node."""
+
+    state: NodeState
+    pid: int | None
+    restarts: int  # times the node was brought back since the process started
+    last_restart_at: int | None  # Unix time it last came back (its journal replayed)
+    last_exit: int | None  # how it last died (negative: the signal that killed it)
+    detail: str = ""  # the last restart's outcome, or why it is not back yet
+
+
+class NodeSupervisor:
+    """Watches a local node and brings it back when it dies, on the same port and state file.
+
+    A node that crashed or was killed (a non-zero exit) is restarted; one that exited cleanly
+    was asked to stop, and stays stopped (as systemd's ``Restart=on-failure``).
+
+    After each start, ``recover`` runs (the operator's journal is compared with the chain and
+    the lost transactions are sent again, as at a start of ``up``) before the node counts as
+    running: until then ``status().state`` is ``restarting``, and users of the node hold off
+    through ``running()``. Attempts back off (``first_delay`` doubling up to ``max_delay``)
+    while the node keeps failing to start; the delay starts over once a restart succeeded.
+
+    Args:
+        node: the started node.
+        recover: replays what the node lost; returns a one-line summary for the log.
+        poll_interval: seconds between checks of the node's process.
+        first_delay: seconds before the first restart attempt.
+        max_delay: longest wait between attempts.
+
+    Example:
+        >>> supervisor = NodeSupervisor(node, recover=replay_journal)
+        >>> supervisor.start()
+        >>> supervisor.status().state
+        <NodeState.RUNNING: 'running'>
+    """
+
+    def __init__(
+        self,
+        node: AnvilNode,
+        *,
+        recover: Callable[[], str],
+        poll_interval: float = 0.1,
+        first_delay: float = 0.25,
+        max_delay: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self.recover = recover
+        self.poll_interval = poll_interval
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.clock = clock
+        self._stop = threading.Event()
+        # Held while the node is restarted and recovered, and by its users' rounds of work
+        # (``running``): the index never reads a node whose lost blocks are being replayed.
+        self._gate = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below
+        self._state = NodeState.RUNNING
+        self._restarts = 0
+        self._last_restart_at: int | None = None
+        self._last_exit: int | None = None
+        self._detail = ""
+        # The thread that restarts the node must outlive it: anvil gets SIGTERM when the
+        # thread that started it ends (PR_SET_PDEATHSIG), which is also how it stops with us.
+        self._thread = threading.Thread(target=self._run, name="node-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops supervising and stops the node cleanly (it writes its state file)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.node.stop()
+
+    def status(self) -> NodeStatus:
+        with self._lock:
+            return NodeStatus(
+                self._state,
+                self.node.pid if self._state is NodeState.RUNNING else None,
+                self._restarts,
+                self._last_restart_at,
+                self._last_exit,
+                self._detail,
+            )
+
+    @contextmanager
+    def running(self) -> Iterator[bool]:
+        """Yields whether the node is up and recovered; no restart begins until the block ends.
+
+        Wrap a round of work on the node in it (an index sync), and skip the round on False.
+        """
+        with self._gate:
+            yield self.status().state is NodeState.RUNNING and self.node.exit_code() is None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.poll_interval):
+                code = self.node.exit_code()
+                if code is None or self.status().state is NodeState.STOPPED:
+                    continue
+                if code == 0:
+                    # anvil exits 0 only when asked to (SIGTERM, or the SIGINT of a Ctrl-C that
+                    # reaches the whole process group while `up` itself is stopping).
+                    log.warning("the local node was stopped (exit 0): not restarting it")
+                    self._set(NodeState.STOPPED, last_exit=0, detail="stopped on purpose")
+                    continue
+                self._bring_back(code)
+        finally:
+            self.node.stop()  # from this thread, before it ends: see PR_SET_PDEATHSIG above
+            self._set(NodeState.STOPPED, detail="stopped with the API")
+
+    def _bring_back(self, code: int) -> None:
+        died = time.monotonic()
+        self._set(NodeState.RESTARTING, last_exit=code, detail=f"node exited with {code}")
+        log.warning(
+            "the local node exited with %s: restarting it on %s with %s",
+            code,
+            self.node.url,
+            self.node.state_file,
+        )
+        delay, attempt, failed = self.first_delay, 0, ""
+        while not self._stop.wait(delay):
+            attempt += 1
+            try:
+                with self._gate:
+                    if self.node.exit_code() is not None:
+                        self.node.start()
+                    summary = self.recover()
+            except Exception as exc:  # retried: the node, the chain or the database may be back
+                # A node that does not start backs off up to `max_delay`; one that runs but
+                # cannot be recovered yet (its circuit still open, the database down) is
+                # tried again within a second.
+                running = self.node.exit_code() is None
+                delay = min(2 * delay, 1.0 if running else self.max_delay)
+                if str(exc) != failed:  # logged once while it keeps failing the same way
+                    log.warning("node restart attempt %d failed: %s", attempt, exc)
+                failed = str(exc)
+                self._set(NodeState.RESTARTING, detail=f"restart attempt {attempt} failed: {exc}")
+                continue
+            with self._lock:
+                self._state = NodeState.RUNNING
+                self._restarts += 1
+                self._last_restart_at = int(self.clock())
+                self._detail = summary
+            log.warning(
+                "the local node is back after %.1f s (restart %d): %s",
+                time.monotonic() - died,
+                self._restarts,
+                summary,
+            )
+            return
+
+    def _set(self, state: NodeState, *, detail: str, last_exit: int | None = None) -> None:
+        with self._lock:
+            self._state = state
+            self._detail = detail
+            if last_exit is not None:
+                self._last_exit = last_exit
 
 
 def _stop_with_parent() -> None:

@@ -1,4 +1,5 @@
-"""The operator's health report: the node, the index's lag, the database, the lists' freshness.
+"""The operator's health report: the node, the index's lag, the database, the lists' freshness,
+the local node's supervisor (under ``up``) and which process leads the indexer.
 
 A health report is asked for precisely when something is wrong, so measuring it never fails
 because the database does: whatever the database answers (cannot connect, server stopped,
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -21,8 +23,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ledger.chain.redact import redact
+from ledger.chain.anvil import NodeState, NodeStatus, NodeSupervisor
 from ledger.db.engine import DatabaseUnavailable, transaction
+from ledger.db.leader import Leader, LeaderLock
 from ledger.domain.errors import ChainUnavailable
 from ledger.index.state import IndexedState
 from ledger.lists.cache import OppositionCache
@@ -48,6 +51,15 @@ class ListFreshness:
 
 
 @dataclass(frozen=True, slots=True)
+class Leadership:
+    """Which process leads a role (the indexer) among those sharing the database."""
+
+    role: str
+    this_process: bool
+    leader: Leader | None  # None: nobody leads now, or the database cannot tell
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     """One health measurement; ``None`` where the failing part could not tell."""
 
@@ -59,10 +71,13 @@ class Health:
     index_stale: bool
     detail: str = ""
     lists: list[ListFreshness] = field(default_factory=list)
+    node: NodeStatus | None = None  # the local node this process supervises (`up`), if any
+    leader: Leadership | None = None
 
     @property
     def degraded(self) -> bool:
-        return self.index_stale or not self.database_ok
+        node_down = self.node is not None and self.node.state is not NodeState.RUNNING
+        return self.index_stale or not self.database_ok or node_down
 
 
 def measure(
@@ -70,6 +85,8 @@ def measure(
     engine: Engine,
     state: IndexedState,
     lists: OppositionCache,
+    leadership: LeaderLock | None = None,
+    node: NodeSupervisor | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Health:
     """Measures the node, the index's lag, the database and the lists' freshness.
@@ -78,6 +95,8 @@ def measure(
         engine: the ledger's database.
         state: the event index, measured against the node.
         lists: the opposition lists, whose current snapshots are reported.
+        leadership: the indexer's lock, to say who leads it.
+        node: the supervisor of the local node this process runs, if any.
         clock: Unix seconds now, for the lists' ages.
 
     Returns:
@@ -85,6 +104,7 @@ def measure(
         ``detail`` says why, and the index's fields are None (the node's head is still given).
     """
     now = int(clock())
+    status = None if node is None else node.status()
     try:
         lag = state.lag()
         with transaction(engine) as session:
@@ -101,8 +121,11 @@ def measure(
             )
             for m in lists.current()
         ]
+        leader = None if leadership is None else _leadership(leadership, ask=True)
     except _DATABASE_FAILURES as exc:
-        return _database_down(state, _reason(exc))
+        down = _database_down(state, _reason(exc))
+        leader = None if leadership is None else _leadership(leadership, ask=False)
+        return dataclasses.replace(down, node=status, leader=leader)
     return Health(
         database_ok=True,
         head_block=lag.head_block,
@@ -110,16 +133,26 @@ def measure(
         lag_blocks=lag.lag_blocks,
         lag_seconds=round(lag.lag_seconds, 3),
         index_stale=lag.stale,
-        detail=redact(lag.detail),
+        detail=lag.detail,
         lists=freshness,
+        node=status,
+        leader=leader,
     )
+
+
+def _leadership(lock: LeaderLock, *, ask: bool) -> Leadership:
+    """Who leads; without ``ask`` (the database is down) only whether this process does."""
+    held = lock.held
+    if held or not ask:
+        return Leadership(lock.role, held, lock.me if held else None)
+    return Leadership(lock.role, False, lock.leader())
 
 
 def _database_down(state: IndexedState, reason: str) -> Health:
     log.warning("health: %s", reason)
     details = [reason]
     try:
-        head: int | None = state.node_head().number  # as last read: no wait on the node
+        head: int | None = state.chain.head().number
     except ChainUnavailable as exc:
         head = None
         details.append(f"node unreachable: {exc.message}")
@@ -130,7 +163,7 @@ def _database_down(state: IndexedState, reason: str) -> Health:
         lag_blocks=None,
         lag_seconds=None,
         index_stale=True,  # an index that cannot be read is no index to decide on
-        detail=redact("; ".join(details)),
+        detail="; ".join(details),
     )
 
 
