@@ -89,7 +89,7 @@ def check(
     assert company.company_id is not None
     company_id = company.company_id
 
-    def run() -> CheckResponse:
+    def run(seal: idempotency.Seal | None = None) -> CheckResponse:
         result = ledger.checker.check(
             company_id=company_id,
             contact=body.contact,
@@ -97,6 +97,10 @@ def check(
             record=body.record,
             now=None if body.at is None else int(body.at.timestamp()),
             declared=None if body.basis is None else _declared(body.basis),
+            # The key and its answer commit with the usage entry: a crash keeps both or neither.
+            on_record=None
+            if seal is None
+            else lambda conn, recorded: seal(conn, _response(recorded).model_dump()),
         )
         metrics.decisions.labels(
             str(result.decision.allowed).lower(), result.decision.codes[0]
@@ -110,7 +114,8 @@ def check(
         company_id=company_id,
         key=idempotency_key,
         body=body.model_dump(mode="json"),
-        run=lambda: run().model_dump(),
+        records=body.record,
+        run=lambda seal: run(seal).model_dump(),
     )
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

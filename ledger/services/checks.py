@@ -42,6 +42,11 @@ class CheckResult:
     receipt: Receipt | None = None
 
 
+# Called inside the transaction that records a check, before it commits, with the final result:
+# whatever it writes on the connection commits with the usage entry or not at all.
+OnRecord = Callable[[Connection, CheckResult], None]
+
+
 @runtime_checkable
 class SnapshotState(Protocol):
     """A ledger state whose reads at one block can share one database snapshot (the index)."""
@@ -60,6 +65,7 @@ class _Ask:
     at: int
     record: bool  # also append the answer to the usage log
     declared: Declared | None = None  # a basis other than a grant, declared by the company
+    on_record: OnRecord | None = None  # run in the recording transaction, before it commits
 
     def entry(self, decision: Decision) -> UsageEntryBase:
         """The usage-log entry recording ``decision`` (the contact only as its commitment)."""
@@ -137,6 +143,7 @@ class Checker:
         record: bool = False,
         now: int | None = None,
         declared: Declared | None = None,
+        on_record: OnRecord | None = None,
     ) -> CheckResult:
         """Decides whether ``company_id`` may contact ``contact`` on ``channel`` now.
 
@@ -148,12 +155,16 @@ class Checker:
             now: unix time of the contact (default: the current time).
             declared: a legal basis other than a grant (ongoing contract, existing business
                 relationship, soft opt-in, appointment), used when no grant is active.
+            on_record: when a contact is recorded, called with the connection and the final
+                result inside the recording transaction, before it commits: what it writes
+                (an idempotency key and its answer) commits with the usage entry or not at all.
 
         Returns:
             The decision, the normalised contact, and a receipt when a contact was recorded.
 
         Raises:
             InvalidContact: the contact cannot be parsed or does not fit the channel.
+            Exception: whatever ``on_record`` raised; the contact was then not recorded.
         """
         parsed = contacts.parse_contact(contact, default_region=self.default_region)
         _check_channel(parsed, channel)
@@ -165,6 +176,7 @@ class Checker:
             at=int(self.clock()) if now is None else now,
             record=record,
             declared=declared,
+            on_record=on_record,
         )
         try:
             return self._answer(ask)
@@ -230,16 +242,16 @@ class Checker:
             if not ask.record:
                 return CheckResult(decision, ask.contact)
             receipt = usage_log.append(conn, ask.entry(decision))
-        if decision.allowed and decision.basis is BasisKind.CONSENT and view.grant is not None:
-            # What is left of the grant's quota once this contact counts.
-            remaining, next_free = window_state(
-                [*window, ask.at],
-                max_contacts=view.grant.max_contacts,
-                period=view.grant.period,
-                now=ask.at,
-            )
-            decision = replace(decision, remaining=remaining, next_free_at=next_free)
-        return CheckResult(decision, ask.contact, receipt)
+            if decision.allowed and decision.basis is BasisKind.CONSENT and view.grant is not None:
+                # What is left of the grant's quota once this contact counts.
+                remaining, next_free = window_state(
+                    [*window, ask.at],
+                    max_contacts=view.grant.max_contacts,
+                    period=view.grant.period,
+                    now=ask.at,
+                )
+                decision = replace(decision, remaining=remaining, next_free_at=next_free)
+            return _recorded(conn, ask, CheckResult(decision, ask.contact, receipt))
 
     def _cap_window(self, conn: Connection, view: _LedgerView, at: int) -> list[int]:
         rec = view.consumer_record
@@ -264,7 +276,14 @@ class Checker:
             return CheckResult(refusal, ask.contact)
         with connect(self.engine) as conn:
             receipt = usage_log.append(conn, ask.entry(refusal))
-        return CheckResult(refusal, ask.contact, receipt)
+            return _recorded(conn, ask, CheckResult(refusal, ask.contact, receipt))
+
+
+def _recorded(conn: Connection, ask: _Ask, result: CheckResult) -> CheckResult:
+    """``result``, once the caller's ``on_record`` wrote its part in the same transaction."""
+    if ask.on_record is not None:
+        ask.on_record(conn, result)
+    return result
 
 
 def _statutory_counts(conn: Connection, ask: _Ask) -> tuple[list[int], int | None]:
