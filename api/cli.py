@@ -11,6 +11,7 @@ import uvicorn
 
 from api.main import create_app
 from ledger.chain.anvil import DEMO_ACCOUNTS, AnvilNode
+from ledger.chain.redact import install_log_redaction, redact
 from ledger.cli import ChainOpt, DataDirOpt, app, console, exit_on_sigterm, main, settings_from
 from ledger.runtime import Ledger
 from ledger.settings import ChainKind
@@ -24,6 +25,7 @@ def up(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
 ) -> None:
     """Start everything: a local anvil node (persistent), the contract, the API."""
+    install_log_redaction()  # the node's URL, quoted by errors, may carry an API key
     settings = settings_from(chain, data_dir)
     node = None
     rpc_url = settings.rpc_url
@@ -58,6 +60,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="API port")] = None,
 ) -> None:
     """Serve the API against the node at QL_RPC_URL (no local node is started)."""
+    install_log_redaction()  # the node's URL, quoted by errors, may carry an API key
     settings = settings_from(ChainKind.RPC)
     ledger = Ledger.open(settings)
     _announce(ledger, settings.rpc_url, host or settings.api_host, port or settings.api_port)
@@ -69,7 +72,7 @@ def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None
     console.print(
         f"[bold]quota-ledger[/bold] API  http://{host}:{port}   docs http://{host}:{port}/docs"
     )
-    console.print(f"chain {ledger.chain.chain_id} at {rpc_url or 'in-process memory'}")
+    console.print(f"chain {ledger.chain.chain_id} at {redact(rpc_url or 'in-process memory')}")
     console.print(f"ledger contract {ledger.chain.address}")
     if recovery.lost_blocks:
         console.print(

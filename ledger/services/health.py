@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ledger.chain.anvil import NodeState, NodeStatus, NodeSupervisor
+from ledger.chain.redact import redact
 from ledger.db.engine import DatabaseUnavailable, transaction
 from ledger.db.leader import Leader, LeaderLock
 from ledger.domain.errors import ChainUnavailable
@@ -133,7 +134,7 @@ def measure(
         lag_blocks=lag.lag_blocks,
         lag_seconds=round(lag.lag_seconds, 3),
         index_stale=lag.stale,
-        detail=lag.detail,
+        detail=redact(lag.detail),
         lists=freshness,
         node=status,
         leader=leader,
@@ -152,7 +153,7 @@ def _database_down(state: IndexedState, reason: str) -> Health:
     log.warning("health: %s", reason)
     details = [reason]
     try:
-        head: int | None = state.chain.head().number
+        head: int | None = state.node_head().number  # as last read: no wait on the node
     except ChainUnavailable as exc:
         head = None
         details.append(f"node unreachable: {exc.message}")
@@ -163,7 +164,7 @@ def _database_down(state: IndexedState, reason: str) -> Health:
         lag_blocks=None,
         lag_seconds=None,
         index_stale=True,  # an index that cannot be read is no index to decide on
-        detail="; ".join(details),
+        detail=redact("; ".join(details)),
     )
 
 
