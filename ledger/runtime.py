@@ -195,6 +195,11 @@ class _WhileNodeRuns:
         status = self.node.status()
         if status.state is not NodeState.RUNNING:
             raise ChainUnavailable(f"the local node is {status.state.value}: {status.detail}")
+        # The index reads the head from memory; the process table tells at once (no request
+        # to the node) that the node died since, before the supervisor's next poll does.
+        code = self.node.node.exit_code()
+        if code is not None:
+            raise ChainUnavailable(f"the local node exited with {code}")
         return self.index.head()
 
     def snapshot(self) -> AbstractContextManager[LedgerState]:

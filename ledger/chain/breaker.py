@@ -109,6 +109,13 @@ class CircuitBreaker:
         with self._lock:
             return "" if self._opened_at is None else self._reason
 
+    @property
+    def failing(self) -> str:
+        """The last failure, when no call succeeded since ("" when one did): a closed breaker
+        may be counting failures towards its threshold."""
+        with self._lock:
+            return self._reason if self._failures else ""
+
     def call(self, fn: Callable[[], T]) -> T:
         """Runs ``fn`` unless the breaker is open, and counts how it went.
 

@@ -5,7 +5,8 @@ puts the node on the request path: a frozen node then holds every check for the 
 timeout. ``HeadWatcher`` reads the head in a thread of its own every ``interval`` seconds
 (less often when the indexer's loop, which reads it too, keeps it fresh: both go through
 ``Chain.head``, which remembers what it read), and says from memory whether the head is
-known now: read recently, with no failure since and the client's circuit closed.
+known now: read recently, no node call failed since the last that succeeded, and the
+client's circuit closed.
 
 Example:
     >>> watcher = HeadWatcher(chain, interval=0.25)
@@ -62,12 +63,15 @@ class HeadWatcher:
             max_age: seconds after which a head read without news since is no longer known.
 
         Raises:
-            ChainUnavailable: the circuit to the node is open, the last read failed, no head
-                was read yet, or the last one is older than ``max_age``.
+            ChainUnavailable: the circuit to the node is open, a node call failed since the
+                last success, the last read failed, no head was read yet, or the last one is
+                older than ``max_age``.
         """
         breaker = self.chain.breaker
         if breaker.state is not State.CLOSED:
             raise ChainUnavailable(breaker.reason or "circuit open")
+        if breaker.failing:  # a call failed and none succeeded since: not known now
+            raise ChainUnavailable(breaker.failing)
         seen = self.chain.last_head
         failure = self._failure
         if failure is not None and (seen is None or failure[0] > seen.at):

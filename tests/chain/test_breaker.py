@@ -198,3 +198,13 @@ def test_a_node_that_refuses_is_retried_then_the_circuit_opens() -> None:
     assert chain.breaker.state is State.OPEN
     with pytest.raises(CircuitOpen):
         chain.head()
+
+
+def test_a_failure_below_the_threshold_is_reported_until_a_call_succeeds(
+    breaker: CircuitBreaker,
+) -> None:
+    with pytest.raises(ConnectionError):
+        breaker.call(raises(ConnectionError("refused")))
+    assert breaker.state is State.CLOSED and "refused" in breaker.failing
+    breaker.call(lambda: None)
+    assert breaker.failing == ""
