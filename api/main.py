@@ -13,6 +13,7 @@ from api.limits import BodyLimit
 from api.ratelimit import Limiter
 from api.routes import (
     auth,
+    bulk,
     checks,
     companies,
     consent,
@@ -56,6 +57,7 @@ def create_app(ledger: Ledger) -> FastAPI:
     errors.install(app)
     for module in (
         checks,
+        bulk,
         consent,
         events,
         usage,
