@@ -43,6 +43,7 @@ class Stack:
         *,
         command: str = "up",
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.env = {
             **os.environ,
@@ -53,6 +54,7 @@ class Stack:
             **(env or {}),
         }
         self.command = command
+        self.args = args  # extra command-line options, e.g. ("--workers", "4")
         self.url = f"http://127.0.0.1:{self.env['QL_API_PORT']}"
         self.log = data_dir / f"{command}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,7 +67,7 @@ class Stack:
     def start(self) -> None:
         with self.log.open("ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [*CLI, self.command],
+                [*CLI, self.command, *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
