@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import CompanyDep, LedgerDep
 from api.routes.checks import check_response
 from api.schemas import BatchItemOut, BatchRequest, BatchResponse, ChannelName
 from ledger.domain.channels import Channel
-from ledger.runtime import Ledger
 from ledger.services import bulk
 
 router = APIRouter(prefix="/v1", tags=["company"])
-SCRUB_CHUNK_ROWS = 500  # rows checked per worker-thread hop while streaming a scrub
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
 
 
@@ -79,21 +75,14 @@ async def scrub(
         spool.write(chunk)
     spool.seek(0)
 
-    async def rows_out() -> AsyncIterator[str]:
+    def rows_out() -> Iterator[str]:
+        # A plain iterator: Starlette runs each step in a worker thread, as the checks block.
         with spool, io.TextIOWrapper(spool, encoding="utf-8", errors="replace", newline="") as text:
             reader = csv.reader(text)
             if header:
                 yield bulk.csv_line([*next(reader, []), *bulk.SCRUB_COLUMNS])
-            while batch := list(itertools.islice(reader, SCRUB_CHUNK_ROWS)):
-                yield await run_in_threadpool(_scrub_chunk, ledger, company_id, kind, batch, column)
+            yield from bulk.scrub_lines(
+                ledger.checker, company_id=company_id, channel=kind, rows=reader, column=column
+            )
 
     return StreamingResponse(rows_out(), media_type="text/csv")
-
-
-def _scrub_chunk(
-    ledger: Ledger, company_id: int, channel: Channel, rows: list[list[str]], column: int
-) -> str:
-    out = bulk.scrub_rows(
-        ledger.checker, company_id=company_id, channel=channel, rows=rows, column=column
-    )
-    return "".join(bulk.csv_line(r) for r in out)

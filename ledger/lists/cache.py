@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,51 @@ class OppositionCache:
             company_listed=self._lists(company, number),
         )
 
+    def statuses(
+        self, many: Sequence[contacts.Contact], *, company_id: int
+    ) -> list[OppositionStatus | ListUnavailable]:
+        """``status`` of each contact, with one array lookup per list rather than per contact.
+
+        A contact whose list cannot be read gets the ``ListUnavailable`` that ``status`` would
+        have raised for it; the others are answered.
+        """
+        out: list[OppositionStatus | ListUnavailable] = [OppositionStatus()] * len(many)
+        phones = [i for i, c in enumerate(many) if c.kind is contacts.ContactKind.PHONE]
+        if not phones:
+            return out  # the lists hold phone numbers only
+        self._refresh_if_due()
+        numbers = np.array([int(many[i].value[1:]) for i in phones], dtype=np.uint64)
+        company = self._current.get(list_key(region=None, company_id=company_id))
+        company_listed: npt.NDArray[np.bool_] | ListUnavailable
+        try:
+            company_listed = self._members(company, numbers)
+        except ListUnavailable as exc:
+            company_listed = exc
+        by_region: dict[str | None, list[int]] = {}
+        for at, i in enumerate(phones):
+            by_region.setdefault(many[i].region, []).append(at)
+        for region, ats in by_region.items():
+            national = self._current.get(list_key(region=region, company_id=None))
+            # The national list is read first, as ``status`` does: its failure is the one named.
+            try:
+                listed = self._members(national, numbers[ats])
+                if isinstance(company_listed, ListUnavailable):
+                    raise company_listed
+            except ListUnavailable as exc:
+                for at in ats:
+                    out[phones[at]] = exc
+                continue
+            for k, at in enumerate(ats):
+                out[phones[at]] = OppositionStatus(
+                    version=None if national is None else national.version,
+                    listed=bool(listed[k]),
+                    fetched_at=None if national is None else national.fetched_at,
+                    max_age=None if national is None else national.max_age,
+                    company_version=None if company is None else company.version,
+                    company_listed=bool(company_listed[at]),
+                )
+        return out
+
     def contains_many(
         self, numbers: Numbers, *, region: str | None = None, company_id: int | None = None
     ) -> npt.NDArray[np.bool_]:
@@ -136,6 +182,11 @@ class OppositionCache:
     def _refresh_if_due(self) -> None:
         if time.monotonic() - self._refreshed_at >= self.refresh_seconds:
             self.refresh()
+
+    def _members(self, meta: OppositionListBase | None, numbers: Numbers) -> npt.NDArray[np.bool_]:
+        if meta is None:
+            return np.zeros(numbers.shape, dtype=np.bool_)
+        return member(self.load(meta), numbers)
 
     def _lists(self, meta: OppositionListBase | None, number: Numbers) -> bool:
         return meta is not None and bool(member(self.load(meta), number)[0])
