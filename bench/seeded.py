@@ -2,8 +2,8 @@
 
 ``seeded_stack`` starts ``quota-ledger up`` (anvil + API, access log as shipped, the rate limit
 raised so that it never answers 429 to the load generator), registers company 1 with an API
-key, and links ``consumers`` French mobile numbers each to its own consumer who granted company 1 an SMS
-quota. Consumer 0 gets a small quota, so that a recording run exhausts it and a benchmark can
+key, and links ``consumers`` French mobile numbers each to its own consumer who granted
+company 1 an SMS quota. Consumer 0 gets a small quota, so that a recording run exhausts it and a benchmark can
 check that quotas stayed exact. On PostgreSQL it runs on a database of its own (created, then
 dropped) and, for ``workers`` > 1, adds ``quota-ledger serve --workers N`` on the same node and
 database: the load then goes there.
@@ -16,7 +16,6 @@ The batch, scrub and scale benchmarks plug in here::
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 from eth_utils.crypto import keccak
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from ledger.chain.client import Chain
 from ledger.consent import messages
@@ -35,12 +34,9 @@ from ledger.domain import contacts
 from ledger.domain.channels import Channel
 from ledger.domain.grants import GrantTerms
 from ledger.settings import Settings
+from tests.servers import postgres_database
 from tests.stack import Stack
 
-# Where `make bench` finds PostgreSQL (the tests' server); each run creates its own database.
-POSTGRES_URL = os.environ.get(
-    "QL_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 RATE_LIMIT = str(10**9)  # per key and minute: the benchmark measures checks, not 429s
 QUOTA = 1_000_000  # what no run uses up: recorded checks stay allowed
 PERIOD = 30 * 86400
@@ -105,7 +101,9 @@ def seeded_stack(
         (directory / "up").mkdir(parents=True)
         database_url = f"sqlite:///{(directory / 'up' / 'ledger.sqlite3').resolve()}"
         if postgres:
-            database_url = stack.enter_context(_fresh_postgres())
+            # The tests' server (QL_TEST_POSTGRES_URL); unreachable, it skips, or fails when
+            # QL_REQUIRE_POSTGRES is set (pytest's outcome exceptions, raised here too).
+            database_url = stack.enter_context(contextmanager(postgres_database)())
             env["QL_DATABASE_URL"] = database_url
         up = Stack(directory / "up", env=env)
         stack.callback(up.stop)
@@ -218,22 +216,3 @@ def _wait_until_indexed(url: str, api_key: str, number: str, timeout: float = 60
             return
         time.sleep(0.2)
     raise RuntimeError(f"the seeded grants were not indexed in {timeout:g} s: {body}")
-
-
-@contextmanager
-def _fresh_postgres() -> Iterator[str]:
-    """A database of its own on the PostgreSQL server, dropped afterwards; yields its URL."""
-    server = make_url(POSTGRES_URL)
-    name = f"bench_{os.getpid()}_{int(time.time())}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
