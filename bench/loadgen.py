@@ -8,6 +8,7 @@ parses that line (never wrk's rounded text) into a ``Run``, and folds repeated r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -52,8 +53,11 @@ def wrk(
     connections: int = 64,
     threads: int = 2,
     seconds: float = 10,
+    ports: Sequence[int] = (),
 ) -> Run:
     """Runs wrk once against ``url`` and returns its figures.
+
+    ``ports``: servers on several ports of the host (the script spreads its threads over them).
 
     Raises:
         RuntimeError: wrk is missing, failed, or its script printed no figures.
@@ -75,7 +79,8 @@ def wrk(
     for header in headers:
         command += ["-H", header]
     command += [url, "--", *script_args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    env = {**os.environ, "WRK_PORTS": ",".join(map(str, ports))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")

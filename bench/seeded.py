@@ -3,9 +3,9 @@
 ``seeded_stack`` starts ``quota-ledger up`` (anvil + API, access log as shipped, the rate limit
 raised so that it never answers 429 to the load generator), registers company 1 with an API
 key, and links ``consumers`` French mobile numbers each to its own consumer who granted
-company 1 an SMS quota. Consumer 0 gets a small quota, so that a recording run exhausts it and a benchmark can
-check that quotas stayed exact. On PostgreSQL it runs on a database of its own (created, then
-dropped) and, for ``workers`` > 1, adds ``quota-ledger serve --workers N`` on the same node and
+company 1 an SMS quota. Consumer 0 gets a small quota, so that a recording run exhausts it and
+a benchmark can check that quotas stayed exact. On PostgreSQL it runs on a database of its own
+(created, then dropped) and adds ``quota-ledger serve --workers N`` on the same node and
 database: the load then goes there.
 
 The batch, scrub and scale benchmarks plug in here::
@@ -17,6 +17,7 @@ The batch, scrub and scale benchmarks plug in here::
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,7 +36,7 @@ from ledger.domain.channels import Channel
 from ledger.domain.grants import GrantTerms
 from ledger.settings import Settings
 from tests.servers import postgres_database
-from tests.stack import Stack
+from tests.stack import CLI, Stack
 
 RATE_LIMIT = str(10**9)  # per key and minute: the benchmark measures checks, not 429s
 QUOTA = 1_000_000  # what no run uses up: recorded checks stay allowed
@@ -48,13 +49,18 @@ _BATCH = 25  # consumers per multicall (two calls each), well under a block's ga
 class Seeded:
     """A running, seeded product."""
 
-    url: str  # where the load goes (the `serve` processes when there are several)
+    # Where the load goes: up's API, or the `serve` processes' (one URL with `--workers`).
+    urls: list[str]
     api_key: str
     contacts: list[str]  # linked numbers; contacts[0] belongs to the consumer with the small quota
     exhausted_consumer: str  # address of that consumer
     exhausted_quota: int
     database_url: str
     up: Stack
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
     @property
     def headers(self) -> dict[str, str]:
@@ -113,28 +119,24 @@ def seeded_stack(
         address = _contract_address(up)
         numbers = [phone(i) for i in range(consumers)]
         exhausted = _link_and_grant(anvil, address, numbers)
-        url = up.url
-        _wait_until_indexed(url, up.api_key, numbers[-1])
+        _wait_until_indexed(up.url, up.api_key, numbers[-1])
+        urls = [up.url]
         if workers > 1 or postgres:
-            (directory / "serve").mkdir()
-            serve = Stack(
-                directory / "serve",
-                command="serve",
-                env={
-                    **env,
-                    "QL_CHAIN": "rpc",
-                    "QL_RPC_URL": anvil,
-                    "QL_CONTRACT_ADDRESS": address,
-                    "QL_DATABASE_URL": database_url,
-                },
-                args=("--workers", str(workers)),
-            )
-            stack.callback(serve.stop)
-            serve.start()
-            url = serve.url
-            _wait_until_indexed(url, up.api_key, numbers[-1])
+            serve_env = {
+                **env,
+                "QL_CHAIN": "rpc",
+                "QL_RPC_URL": anvil,
+                "QL_CONTRACT_ADDRESS": address,
+                "QL_DATABASE_URL": database_url,
+            }
+            urls = []
+            for serve in _serves(directory, workers, serve_env):
+                stack.callback(serve.stop)
+                serve.start()
+                _wait_until_indexed(serve.url, up.api_key, numbers[-1])
+                urls.append(serve.url)
         yield Seeded(
-            url=url,
+            urls=urls,
             api_key=up.api_key,
             contacts=numbers,
             exhausted_consumer=exhausted,
@@ -142,6 +144,20 @@ def seeded_stack(
             database_url=database_url,
             up=up,
         )
+
+
+def _serves(directory: Path, workers: int, env: dict[str, str]) -> list[Stack]:
+    """``serve --workers N`` on one port; before that option existed, N ``serve`` processes
+    on N ports (the load generator then spreads its connections over them)."""
+    options = subprocess.run([*CLI, "serve", "--help"], capture_output=True, text=True).stdout
+    if "--workers" in options:
+        (directory / "serve").mkdir()
+        return [
+            Stack(directory / "serve", command="serve", env=env, args=("--workers", str(workers)))
+        ]
+    for i in range(workers):
+        (directory / f"serve{i}").mkdir()
+    return [Stack(directory / f"serve{i}", command="serve", env=env) for i in range(workers)]
 
 
 def _contract_address(up: Stack) -> str:

@@ -4,9 +4,19 @@
 -- done() prints one line "WRK_JSON {...}" with exact figures (wrk's text rounds them), and
 -- counts the answers' shape: non-2xx, allowed and refused decisions.
 
+
 local threads = {}
 
+-- WRK_PORTS="8001,8002": API processes on several ports; threads take them in turn.
+local ports = {}
+for port in string.gmatch(os.getenv("WRK_PORTS") or "", "%d+") do
+  ports[#ports + 1] = port
+end
+
 function setup(thread)
+  if #ports > 0 then
+    thread.addr = wrk.lookup(wrk.host, ports[#threads % #ports + 1])[1]
+  end
   thread:set("id", #threads)
   table.insert(threads, thread)
 end
