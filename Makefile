@@ -30,7 +30,7 @@ install: $(PY_STAMP) $(NODE_STAMP) ## Create the venv, install Python and npm pa
 up: install ## Start a local node, deploy the contract once, serve the API on 127.0.0.1:8000
 	$(BIN)/quota-ledger up
 
-test: install abi-check imports test-contracts test-python test-reliability ## Run every test (import contracts, contracts, Python, faults)
+test: install abi-check imports test-contracts test-python test-reliability bench-smoke ## Run every test (import contracts, contracts, Python, faults, benchmark smoke)
 
 imports: $(PY_STAMP) ## The import contracts: layered rooms, a pure domain, no cycles, ledger never imports api
 	$(BIN)/lint-imports
@@ -59,12 +59,25 @@ abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads
 abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compile
 	EXPORT_CHECK=1 npx hardhat run scripts/export-abi.js
 
-bench: bench-gas bench-python ## Run the benchmarks
+bench: bench-gas bench-python bench-http ## Run the benchmarks
 
 bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions, check-and-record) into bench/results.json
 	$(BIN)/python -m bench.bench_indexer
 	$(BIN)/python -m bench.bench_opposition
 	$(BIN)/python -m bench.bench_checks
+
+.PHONY: bench-http bench-smoke bench-wrk
+
+bench-http: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## POST /v1/checks over HTTP with wrk, beside a bare FastAPI app, into bench/results.json
+	$(BIN)/python -m bench.bench_http
+
+bench-smoke: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## The HTTP benchmark at small sizes: every row produced, answers of the expected shape
+	$(BIN)/python -m bench.bench_http --smoke
+
+bench-wrk: ## Install wrk, the HTTP load generator, when missing (apt-get, with sudo when not root)
+	@command -v wrk >/dev/null || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
 
 bench-gas: $(NODE_STAMP) ## Gas per operation into bench/gas.md and bench/gas.json
 	npx hardhat run scripts/gas-bench.js
