@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from eth_account import Account
@@ -197,7 +198,7 @@ def _link_and_grant(rpc_url: str, address: str, numbers: list[str]) -> str:
         ):
             calls.append(bytes.fromhex(contract.encode_abi(method, args=args)[2:]))
     w3, operator = chain.w3, chain.operator
-    nonce, price = w3.eth.get_transaction_count(operator.address), w3.eth.gas_price
+    nonce, price = int(w3.eth.get_transaction_count(operator.address)), w3.eth.gas_price
     sent = []
     for start in range(0, len(calls), 2 * _BATCH):
         tx = {
@@ -219,7 +220,7 @@ def _link_and_grant(rpc_url: str, address: str, numbers: list[str]) -> str:
 def _wait_until_indexed(url: str, api_key: str, number: str, timeout: float = 60) -> None:
     """Until the API allows the last seeded number: the index has caught up with the seeding."""
     deadline = time.monotonic() + timeout
-    body: object = None
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         response = httpx.post(
             f"{url}/v1/checks",
