@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from api.main import create_app
 from ledger.chain.anvil import DEMO_ACCOUNTS, AnvilNode
@@ -58,13 +59,47 @@ def up(
 def serve(
     host: Annotated[str | None, typer.Option(help="API address")] = None,
     port: Annotated[int | None, typer.Option(help="API port")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (each opens the ledger)")
+    ] = 1,
 ) -> None:
     """Serve the API against the node at QL_RPC_URL (no local node is started)."""
     install_log_redaction()  # the node's URL, quoted by errors, may carry an API key
     settings = settings_from(ChainKind.RPC)
+    # Migrates, deploys and replays once, here, before any worker races to do it.
     ledger = Ledger.open(settings)
-    _announce(ledger, settings.rpc_url, host or settings.api_host, port or settings.api_port)
-    _serve(ledger, host or settings.api_host, port or settings.api_port)
+    host, port = host or settings.api_host, port or settings.api_port
+    _announce(ledger, settings.rpc_url, host, port)
+    if workers == 1:
+        _serve(ledger, host, port)
+        return
+    ledger.engine.dispose()  # each worker opens its own connections after the fork
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run(
+        f"{__name__}:{worker_app.__name__}",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # A spawned worker first re-imports this module (web3 and all, seconds on a loaded
+        # machine) before it can answer uvicorn's pings: the default 5 s kills it in a loop.
+        timeout_worker_healthcheck=60,
+        log_level="info",
+        access_log=settings.access_log_enabled,
+    )
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --workers`` process: its own ledger, from the same settings.
+
+    Each worker follows the index in the background; the leader lock elects the one of them
+    (or of any other process on the database) that actually indexes.
+    """
+    install_log_redaction()  # a worker is a fresh process: the parent's filter is not inherited
+    logging.basicConfig(level=logging.INFO)
+    # The parent synced the index a moment ago; until the leader catches up, checks refuse.
+    ledger = Ledger.open(settings_from(ChainKind.RPC), sync_index=False)
+    return create_app(ledger, follow_index=True)
 
 
 def _announce(ledger: Ledger, rpc_url: str | None, host: str, port: int) -> None:
@@ -89,7 +124,13 @@ def _serve(ledger: Ledger, host: str, port: int) -> None:
     # Checks read the index: of the processes sharing the database, the leader keeps it up.
     follower = ledger.follow_index()
     try:
-        uvicorn.run(create_app(ledger), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(ledger),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=ledger.settings.access_log_enabled,
+        )
     finally:
         follower.stop()
 

@@ -29,8 +29,14 @@ from ledger.runtime import Ledger
 UPLOAD_PATHS = ("/v1/scrub", "/v1/lists")
 
 
-def create_app(ledger: Ledger) -> FastAPI:
-    """Builds the API around an opened ledger."""
+def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
+    """Builds the API around an opened ledger.
+
+    Args:
+        ledger: the opened ledger.
+        follow_index: while serving, also run ``ledger.follow_index`` (a worker process that
+            nobody else starts it for); otherwise the caller keeps the index up.
+    """
     settings = ledger.settings
 
     @asynccontextmanager
@@ -38,9 +44,12 @@ def create_app(ledger: Ledger) -> FastAPI:
         # While serving, checks, health and metrics read the node's head as a background
         # thread last saw it: no request waits on the node for it.
         watcher = ledger.state.watch_head(interval=settings.index_poll_interval)
+        follower = ledger.follow_index() if follow_index else None
         try:
             yield
         finally:
+            if follower is not None:
+                follower.stop()
             watcher.stop(timeout=1.0)
 
     app = FastAPI(

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn's line per request; default: on in development, off in production (the metrics
+    # count every request by route and status, and the log line costs the event loop).
+    access_log: bool | None = None
     # EIP-4361 domain consumers sign in to; default: the API's host:port.
     sign_in_domain: str | None = None
     # EIP-4361 URI the signed message must name exactly; default: http://<sign-in domain>.
@@ -167,6 +170,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ledger.sqlite3').resolve()}"
+
+    @property
+    def access_log_enabled(self) -> bool:
+        if self.access_log is not None:
+            return self.access_log
+        return self.environment is Environment.DEVELOPMENT
 
     @property
     def operator_private_key(self) -> str:
