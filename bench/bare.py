@@ -3,10 +3,11 @@
 A sync and an async route parse a body shaped like ``POST /v1/checks`` into a pydantic model
 and answer a JSON of the size and shape of a check's answer, with no authentication, no
 middleware and no storage: what the framework and the server cost by themselves. Served by
-uvicorn with the options ``quota-ledger serve`` uses (access log on, as shipped), so that the
-ratio product/bare measures what the product adds::
+uvicorn with the options ``quota-ledger serve`` uses (its access log unless told
+``--no-access-log``, as the product's ``QL_ACCESS_LOG``), so that the ratio product/bare
+measures what the product adds::
 
-    .venv/bin/python -m bench.bare --port 8100 [--workers 4]
+    .venv/bin/python -m bench.bare --port 8100 [--workers 4] [--no-access-log]
 """
 
 from __future__ import annotations
@@ -103,10 +104,18 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     args = parser.parse_args()
     # As `quota-ledger serve` runs uvicorn; several workers need the app by import string.
     target = app if args.workers == 1 else "bench.bare:app"
-    uvicorn.run(target, host=args.host, port=args.port, log_level="info", workers=args.workers)
+    uvicorn.run(
+        target,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        workers=args.workers,
+        access_log=args.access_log,
+    )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 ``POST /v1/checks`` over real HTTP, loaded by wrk from a separate process (64 connections), on
 the product started as an operator starts it (``bench.seeded``: ``quota-ledger up``, rate limit
-raised, access log as shipped), right beside a bare FastAPI endpoint (``bench.bare``) served the
-same way and measured in the same run, so that the ratio says what the product adds to the
-framework on this machine at this moment. Bodies vary over the seeded contacts (record=false,
+raised, access log as the environment sets it: ``QL_ACCESS_LOG``, on in development), right
+beside a bare FastAPI endpoint (``bench.bare``) served the same way and measured in the same
+run, so that the ratio says what the product adds to the framework on this machine at this
+moment. Bodies vary over the seeded contacts (record=false,
 then record=true); one contact in twenty belongs to a consumer with a small quota, which
 recording runs exhaust: afterwards its allowed entries in the usage log must equal its quota.
 
@@ -208,8 +209,8 @@ def bare_server(directory: Path, *, workers: int) -> Iterator[str]:
     directory.mkdir(parents=True)
     port = free_port()
     command = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)]
-    # The product's setting when it has one (the access log, as shipped, was always on).
-    if not getattr(Settings(), "access_log_enabled", True):
+    # The product's own choice, from the same environment (QL_ACCESS_LOG; on in development).
+    if not Settings().access_log_enabled:
         command.append("--no-access-log")
     log = directory / "bare.log"
     with log.open("ab") as out:
