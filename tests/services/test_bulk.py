@@ -110,6 +110,7 @@ def varied(ledger: Ledger, company: int) -> tuple[int, list[bulk.Item]]:
     for _ in range(3):
         made = ledger.checker.check(company_id=1, contact=CALLER, channel=Channel.CALL, record=True)
         assert made.decision.allowed and made.receipt is not None
+    assert made.receipt is not None
     with transaction(ledger.engine) as session:
         usage_log.record_outcome(
             session,
@@ -160,11 +161,7 @@ def singles(ledger: Ledger, items: list[bulk.Item], record: bool) -> list[Any]:
 def batch(ledger: Ledger, items: list[bulk.Item], record: bool) -> list[Any]:
     outcomes = bulk.check_many(ledger.checker, company_id=1, items=items, record=record)
     assert [o.index for o in outcomes] == list(range(len(items)))
-    return [
-        o.result if o.result is not None else (o.error.code, o.error.message)
-        for o in outcomes
-        if o.error or o.result
-    ]
+    return [o.result if o.error is None else (o.error.code, o.error.message) for o in outcomes]
 
 
 @contextmanager
