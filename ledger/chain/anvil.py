@@ -53,18 +53,62 @@ def anvil_binary() -> Path:
     raise ChainUnavailable("anvil not found: run `npm ci` (make up does it for you)")
 
 
+# Block states anvil keeps for reads at past blocks (``--prune-history``): none of the
+# product's reads needs an old one (the index reads logs, which pruning keeps with every block
+# and its hash; contract reads are at "latest", a reverted relay is explained at its own recent
+# block), and without a bound anvil also writes every older state to a cache on disk.
+PRUNE_HISTORY = 64
+# anvil rewrites the whole state file at every interval, so a fixed 1 s interval turns into a
+# node that does little but dump once the state has grown (2 GB at ~420k grants). The interval
+# grows instead by one second per STATE_BYTES_PER_SECOND of state (a dump then takes a few
+# percent of the node's time), never past MAX_STATE_INTERVAL; what an unclean stop loses in
+# between, the operator's journal replays at the next start (ledger.chain.deployment).
+STATE_BYTES_PER_SECOND = 8 * 2**20
+MAX_STATE_INTERVAL = 300
+# A clean stop waits for the final dump: at least STOP_TIMEOUT, plus a second per
+# DUMP_BYTES_PER_SECOND of state (anvil writes JSON far faster), before anvil is killed.
+STOP_TIMEOUT = 10.0
+DUMP_BYTES_PER_SECOND = 20 * 2**20
+
+
+def state_interval_for(state_bytes: int, configured: int) -> int:
+    """Seconds between state dumps for a state file of ``state_bytes``: ``configured`` (the
+    floor, ``QL_ANVIL_STATE_INTERVAL``), or more for a large state, at most
+    ``MAX_STATE_INTERVAL`` unless configured higher.
+
+    Example:
+        >>> state_interval_for(2 * 2**30, 1)  # a 2 GiB state
+        256
+    """
+    grown = -(-state_bytes // STATE_BYTES_PER_SECOND)
+    return max(configured, min(grown, MAX_STATE_INTERVAL))
+
+
 class AnvilNode:
     """Runs anvil on 127.0.0.1 with ``--state`` so the chain survives restarts.
+
+    The state is dumped every ``state_interval`` seconds, or less often when the state file
+    found at start is large (``state_interval_for``; chosen again at every start, so a node
+    restarted by its supervisor also adapts).
 
     Example:
         >>> with AnvilNode(data_dir=Path(".quota-ledger"), port=8545) as node:
         ...     print(node.url)
     """
 
-    def __init__(self, *, data_dir: Path, port: int, state_interval: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        port: int,
+        state_interval: int = 1,
+        prune_history: int | None = PRUNE_HISTORY,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
-        self.state_interval = state_interval
+        self.state_interval = state_interval  # the configured floor
+        self.prune_history = prune_history
+        self.dump_interval = state_interval  # in force since the last start
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,9 +129,16 @@ class AnvilNode:
             # Never adopt a node we did not start: its state is not ours to persist.
             raise ChainUnavailable(f"something already answers on {self.url} (QL_ANVIL_PORT)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dump_interval = state_interval_for(self._state_bytes(), self.state_interval)
+        if self.dump_interval != self.state_interval:
+            log.info(
+                "anvil state of %d MiB: dumped every %d s",
+                self._state_bytes() >> 20,
+                self.dump_interval,
+            )
         log_path = self.data_dir / "anvil.log"
-        with log_path.open("ab") as log:  # the child keeps its own descriptor
-            self.process = self._spawn(log)
+        with log_path.open("ab") as sink:  # the child keeps its own descriptor
+            self.process = self._spawn(sink)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -111,19 +162,37 @@ class AnvilNode:
                 "--state",
                 str(self.state_file),
                 "--state-interval",
-                str(self.state_interval),
+                str(self.dump_interval),
                 "--chain-id",
                 "31337",
+                *self._prune_flags(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops anvil cleanly (SIGTERM), which makes it write its state file."""
+    def _prune_flags(self) -> list[str]:
+        if self.prune_history is None:
+            return []
+        return ["--prune-history", str(self.prune_history)]
+
+    def _state_bytes(self) -> int:
+        try:
+            return self.state_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops anvil cleanly (SIGTERM), which makes it write its state file.
+
+        Killed after ``timeout`` seconds; by default long enough for the dump of a state the
+        size of the last one (a kill mid-dump would lose everything since the previous one).
+        """
         if self.process is None or self.process.poll() is not None:
             return
+        if timeout is None:
+            timeout = STOP_TIMEOUT + self._state_bytes() / DUMP_BYTES_PER_SECOND
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout)
