@@ -97,22 +97,12 @@ def phase_lookup(directory: Path, queries: int, workers: int) -> dict[str, float
     listed = cache.contains_many(np.zeros(1, dtype=np.uint64), region="US")  # maps, checks
     load_seconds = time.perf_counter() - start
     array_mb = os.path.getsize(directory / "lists" / f"{meta.version}.npy") / 2**20
-    rng = np.random.default_rng(SEED + 1)
-    # Half the queries are listed numbers, half random NANP numbers (almost all unlisted).
-    on_file = np.load(directory / "lists" / f"{meta.version}.npy", mmap_mode="r")
-    half = queries // 2
-    asked = np.empty(queries, dtype=np.uint64)
-    asked[:half] = on_file[rng.integers(0, meta.count, half)]
-    areas, locals_ = _random_nanp(rng, queries - half)
-    asked[half:] = 10_000_000_000 + areas * 10_000_000 + locals_
-    del areas, locals_, on_file
-    rng.shuffle(asked)
+    asked = asked_numbers(directory / "lists" / f"{meta.version}.npy", queries)
     start = time.perf_counter()
     listed = cache.contains_many(asked, region="US")
     lookup_seconds = time.perf_counter() - start
     rss_membership = _rss_now_mb()
-    # As a company uploads them: typed numbers, parsed by phonenumbers, then looked up.
-    typed = [f"({n[1:4]}) {n[4:7]}-{n[7:]}" for n in map(str, asked.tolist())]
+    typed = typed_numbers(asked)
     start = time.perf_counter()
     parsed, valid = normalise_many(typed, default_region="US", workers=workers)
     scrubbed = cache.contains_many(parsed[valid], region="US")
@@ -132,6 +122,25 @@ def phase_lookup(directory: Path, queries: int, workers: int) -> dict[str, float
         "rss_membership_mb": rss_membership,
         "worker_rss_mb": children,
     }
+
+
+def asked_numbers(snapshot: Path, queries: int) -> np.ndarray:
+    """E.164 integers to look up: half from the list's snapshot file, half random NANP
+    numbers (almost all unlisted), shuffled."""
+    rng = np.random.default_rng(SEED + 1)
+    on_file = np.load(snapshot, mmap_mode="r")
+    half = queries // 2
+    asked = np.empty(queries, dtype=np.uint64)
+    asked[:half] = on_file[rng.integers(0, on_file.size, half)]
+    areas, locals_ = _random_nanp(rng, queries - half)
+    asked[half:] = 10_000_000_000 + areas * 10_000_000 + locals_
+    rng.shuffle(asked)
+    return asked
+
+
+def typed_numbers(asked: np.ndarray) -> list[str]:
+    """``asked`` as a company uploads them: typed, to be parsed by phonenumbers."""
+    return [f"({n[1:4]}) {n[4:7]}-{n[7:]}" for n in map(str, asked.tolist())]
 
 
 def _db(directory: Path) -> str:

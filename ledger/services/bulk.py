@@ -285,7 +285,8 @@ class _Chunk:
             return {h: reads.link(bytes.fromhex(h), block) for h in set(hexes)}
         with connect(index.engine, read_only=True) as conn:
             found = bulk_reads.links_at(conn, hexes, block)
-        return {h: found.get(h, LinkRecord(None, 0)) for h in hexes}
+        unlinked = LinkRecord(None, 0)
+        return {h: found.get(h, unlinked) for h in hexes}
 
     def _statutory(self, conn: Connection) -> list[tuple[int, int | None]]:
         """Per row, the longest statutory frequency period (days) and the last refusal if a
