@@ -35,7 +35,7 @@ from ledger.domain.law.rules import LimitKind
 from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
 from ledger.domain.window import window_state
 from ledger.index.state import IndexedState
-from ledger.services import bulk_parse, bulk_reads
+from ledger.services import bulk_parse, bulk_reads, gc_pause
 from ledger.services.checks import (
     Checker,
     CheckResult,
@@ -91,6 +91,18 @@ def check_many(
         [i.contact for i in items], default_region=checker.default_region
     )
     at = int(checker.clock()) if now is None else now
+    with gc_pause.paused():
+        return _outcomes(checker, company_id, items, parsed, at, record)
+
+
+def _outcomes(
+    checker: Checker,
+    company_id: int,
+    items: list[Item],
+    parsed: list[bulk_parse.Parsed],
+    at: int,
+    record: bool,
+) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(items)
     asks: list[_Ask] = []
     where: list[int] = []
@@ -132,28 +144,29 @@ def scrub_lines(
         chunk, futures = pending
         pending = start()
         parsed = iter(bulk_parse.gather(futures))
-        at = int(checker.clock())
-        asks: list[_Ask] = []
-        cells: list[list[str] | None] = []  # the appended cells, None where a check answers
-        for row in chunk:
-            if column >= len(row):
-                cells.append(["false", "missing_column", ""])
-                continue
-            try:
-                asks.append(_ask(checker, company_id, row[column], next(parsed), channel, at))
-            except InvalidContact as exc:
-                cells.append(["false", exc.code, ""])
-            else:
-                cells.append(None)
-        results = iter(answer_many(checker, asks))
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        for row, added in zip(chunk, cells, strict=True):
-            if added is None:
-                result = next(results)
-                d = result.decision
-                added = [str(d.allowed).lower(), " ".join(d.codes), result.contact.value]
-            writer.writerow([*row, *added])
+        with gc_pause.paused():  # released before the chunk is handed on
+            at = int(checker.clock())
+            asks: list[_Ask] = []
+            cells: list[list[str] | None] = []  # the appended cells, None where a check answers
+            for row in chunk:
+                if column >= len(row):
+                    cells.append(["false", "missing_column", ""])
+                    continue
+                try:
+                    asks.append(_ask(checker, company_id, row[column], next(parsed), channel, at))
+                except InvalidContact as exc:
+                    cells.append(["false", exc.code, ""])
+                else:
+                    cells.append(None)
+            results = iter(answer_many(checker, asks))
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            for row, added in zip(chunk, cells, strict=True):
+                if added is None:
+                    result = next(results)
+                    d = result.decision
+                    added = [str(d.allowed).lower(), " ".join(d.codes), result.contact.value]
+                writer.writerow([*row, *added])
         yield out.getvalue()
 
 
@@ -168,7 +181,8 @@ def answer_many(checker: Checker, asks: Sequence[_Ask]) -> list[CheckResult]:
     if not asks:
         return []
     try:
-        return _Chunk(checker, asks).answer()
+        with gc_pause.paused():
+            return _Chunk(checker, asks).answer()
     except DatabaseUnavailable as exc:
         # Without the usage log nothing can be counted: refuse, and nothing was recorded.
         refusal = Decision(False, [Reason(exc.code, exc.message)])

@@ -20,6 +20,7 @@ from multiprocessing import get_context
 
 from ledger.domain import contacts
 from ledger.domain.errors import InvalidContact
+from ledger.services import gc_pause
 
 # A parsed contact, or why it is not one (the reason of its ``InvalidContact``).
 Parsed = contacts.Contact | str
@@ -64,11 +65,12 @@ def gather(futures: list[Future[list[Parsed]]]) -> list[Parsed]:
 def parse_slice(raws: list[str], default_region: str) -> list[Parsed]:
     """Parses in this process (the worker's task)."""
     out: list[Parsed] = []
-    for raw in raws:
-        try:
-            out.append(contacts.parse_contact(raw, default_region=default_region))
-        except InvalidContact as exc:
-            out.append(str(exc.fields["reason"]))
+    with gc_pause.paused():
+        for raw in raws:
+            try:
+                out.append(contacts.parse_contact(raw, default_region=default_region))
+            except InvalidContact as exc:
+                out.append(str(exc.fields["reason"]))
     return out
 
 
