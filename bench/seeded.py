@@ -133,7 +133,9 @@ def seeded_stack(
             urls = []
             for serve in _serves(directory, workers, serve_env):
                 stack.callback(serve.stop)
-                serve.start()
+                # Each worker imports web3 and opens its ledger: minutes on a loaded machine.
+                serve.start(timeout=300)
+                _wait_for_workers(serve, 300)
                 _wait_until_indexed(serve.url, up.api_key, numbers[-1])
                 urls.append(serve.url)
         yield Seeded(
@@ -159,6 +161,17 @@ def _serves(directory: Path, workers: int, env: dict[str, str]) -> list[Stack]:
     for i in range(workers):
         (directory / f"serve{i}").mkdir()
     return [Stack(directory / f"serve{i}", command="serve", env=env) for i in range(workers)]
+
+
+def _wait_for_workers(serve: Stack, timeout: float) -> None:
+    """Until every worker of ``serve --workers N`` has started: health answers with the first,
+    and a worker still importing while the load runs would leave the figure to its siblings."""
+    workers = int(serve.args[1]) if serve.args[:1] == ("--workers",) else 1
+    deadline = time.monotonic() + timeout
+    while serve.log.read_text().count("Application startup complete") < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not every worker started:\n{serve.log.read_text()}")
+        time.sleep(0.5)
 
 
 def _contract_address(up: Stack) -> str:

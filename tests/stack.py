@@ -64,7 +64,7 @@ class Stack:
         """`quota-ledger company register`; its last output line is the company's API key."""
         self.api_key = self.cli("company", "register", "1", "Acme SMS").strip().splitlines()[-1]
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60) -> None:
         with self.log.open("ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [*CLI, self.command, *self.args],
@@ -73,7 +73,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
             try:
