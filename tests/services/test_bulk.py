@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -252,3 +254,39 @@ def test_a_database_failure_refuses_every_item_and_records_nothing(
     }
     monkeypatch.undo()
     assert log_size(ledger) == before
+
+
+def test_a_scrub_answers_each_row_as_the_single_check_does_across_chunks(
+    ledger: Ledger, varied: tuple[int, list[bulk.Item]]
+) -> None:
+    _, items = varied
+    calls = [i.contact for i in items if i.channel is Channel.CALL]
+    rows = [["name", contact] for contact in [*calls, "nope", "alice@example.com"]]
+    rows.insert(2, ["short row"])
+    expected = []
+    for row in rows:
+        if len(row) < 2:
+            expected.append([*row, "false", "missing_column", ""])
+            continue
+        (answer,) = singles(ledger, [bulk.Item(row[1], Channel.CALL)], record=False)
+        if not isinstance(answer, CheckResult):
+            expected.append([*row, "false", answer[0], ""])
+            continue
+        d = answer.decision
+        expected.append([*row, str(d.allowed).lower(), " ".join(d.codes), answer.contact.value])
+    chunks = list(
+        bulk.scrub_lines(
+            ledger.checker,
+            company_id=1,
+            channel=Channel.CALL,
+            rows=iter(rows),
+            column=1,
+            chunk_rows=3,
+        )
+    )
+    assert len(chunks) == -(-len(rows) // 3)
+    lines = list(csv.reader(io.StringIO("".join(chunks))))
+    assert lines == expected
+    assert {"on_opposition_list", "not_on_opposition_list"} <= {
+        code for line in lines for code in line[3].split()
+    }
