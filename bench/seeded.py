@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -112,15 +113,20 @@ def seeded_stack(
             # QL_REQUIRE_POSTGRES is set (pytest's outcome exceptions, raised here too).
             database_url = stack.enter_context(contextmanager(postgres_database)())
             env["QL_DATABASE_URL"] = database_url
+        started = time.monotonic()
         up = Stack(directory / "up", env=env)
         stack.callback(up.stop)
         up.start()
         up.register_company()
+        _say(f"up started, company registered: {time.monotonic() - started:.0f} s")
         anvil = f"http://127.0.0.1:{up.env['QL_ANVIL_PORT']}"
         address = _contract_address(up)
         numbers = [phone(i) for i in range(consumers)]
         exhausted = _link_and_grant(anvil, address, numbers)
         _wait_until_indexed(up.url, up.api_key, numbers[-1])
+        _say(
+            f"{consumers:,} consumers linked, granted, indexed: {time.monotonic() - started:.0f} s"
+        )
         urls = [up.url]
         if workers > 1 or postgres:
             serve_env = {
@@ -135,9 +141,10 @@ def seeded_stack(
                 stack.callback(serve.stop)
                 # Each worker imports web3 and opens its ledger: minutes on a loaded machine.
                 serve.start(timeout=300)
-                _wait_for_workers(serve, 300)
+                wait_for_workers(serve.log, workers if serve.args else 1, 300)
                 _wait_until_indexed(serve.url, up.api_key, numbers[-1])
                 urls.append(serve.url)
+            _say(f"serve ready ({workers} processes): {time.monotonic() - started:.0f} s")
         yield Seeded(
             urls=urls,
             api_key=up.api_key,
@@ -163,14 +170,18 @@ def _serves(directory: Path, workers: int, env: dict[str, str]) -> list[Stack]:
     return [Stack(directory / f"serve{i}", command="serve", env=env) for i in range(workers)]
 
 
-def _wait_for_workers(serve: Stack, timeout: float) -> None:
-    """Until every worker of ``serve --workers N`` has started: health answers with the first,
-    and a worker still importing while the load runs would leave the figure to its siblings."""
-    workers = int(serve.args[1]) if serve.args[:1] == ("--workers",) else 1
+def _say(message: str) -> None:
+    print(f"seeded stack: {message}", file=sys.stderr, flush=True)
+
+
+def wait_for_workers(log: Path, workers: int, timeout: float) -> None:
+    """Until each of uvicorn's ``workers`` has logged its startup to ``log``: the port answers
+    with the first, and a worker still importing while the load runs would leave the figure to
+    its siblings."""
     deadline = time.monotonic() + timeout
-    while serve.log.read_text().count("Application startup complete") < workers:
+    while log.read_text().count("Application startup complete") < workers:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"not every worker started:\n{serve.log.read_text()}")
+            raise RuntimeError(f"not every worker started:\n{log.read_text()}")
         time.sleep(0.5)
 
 
