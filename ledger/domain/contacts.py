@@ -67,12 +67,11 @@ def parse_phone(raw: str, *, default_region: str) -> Contact:
     Raises:
         InvalidContact: the input is not a valid, dialable number.
     """
-    number, region = _parse_valid(raw, default_region)
-    # phonenumbers' number_type, time_zones_for_number and is_valid_number each find the
-    # region again (a scan of every NANP region for a +1 number): found once here, the same
-    # answers cost half the time, and bulk checks parse millions of numbers.
-    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
-    number_type = _number_type_helper(phonenumbers.national_significant_number(number), metadata)
+    # phonenumbers' is_valid_number, number_type and time_zones_for_number each find the
+    # region again (a scan of every NANP region for a +1 number) and match the number against
+    # its patterns again: done once here, the same answers cost half the time, and bulk checks
+    # parse millions of numbers.
+    number, region, number_type = _parse_valid(raw, default_region)
     zones = [z for z in _time_zones(number, number_type) if z != "Etc/Unknown"]
     return Contact(
         kind=ContactKind.PHONE,
@@ -88,7 +87,7 @@ def _time_zones(number: phonenumbers.PhoneNumber, number_type: int) -> list[str]
     """``timezone.time_zones_for_number`` given the number's type, already known."""
     if number_type == PhoneNumberType.UNKNOWN:
         return ["Etc/Unknown"]
-    if not phonenumbers.is_number_type_geographical(number_type, number.country_code):
+    if not phonenumbers.is_number_type_geographical(number_type, number.country_code or 0):
         return list(_country_level_time_zones_for_number(number))
     return list(timezone.time_zones_for_geographical_number(number))
 
@@ -103,23 +102,39 @@ def e164_number(raw: str, *, default_region: str) -> int:
     Raises:
         InvalidContact: the input is not a valid, dialable number.
     """
-    number, _ = _parse_valid(raw, default_region)
+    number, _, _ = _parse_valid(raw, default_region)
     return int(f"{number.country_code}{phonenumbers.national_significant_number(number)}")
 
 
-def _parse_valid(raw: str, default_region: str) -> tuple[phonenumbers.PhoneNumber, str]:
-    """The parsed number and its region; raises ``InvalidContact`` unless it is valid."""
+def _parse_valid(raw: str, default_region: str) -> tuple[phonenumbers.PhoneNumber, str, int]:
+    """The parsed number, its region and its type; raises ``InvalidContact`` unless valid."""
     if not raw or len(raw) > _MAX_INPUT:
         raise InvalidContact(raw, "empty or too long")
     try:
         number = phonenumbers.parse(raw, default_region.upper())
     except phonenumbers.NumberParseException as exc:
         raise InvalidContact(raw, f"not a phone number ({exc.error_type})") from exc
-    # is_valid_number, with the region it would look up kept for the caller.
+    # phonenumbers.is_valid_number, keeping the region and the type it works out on the way.
     region = phonenumbers.region_code_for_number(number)
-    if region is None or not phonenumbers.is_valid_number_for_region(number, region):
+    country = number.country_code or 0  # always set on a parsed number
+    metadata = (
+        None
+        if region is None
+        else PhoneMetadata.metadata_for_region_or_calling_code(country, region.upper())
+    )
+    if (
+        region is None
+        or metadata is None
+        or (
+            region != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+            and country != phonenumbers.country_code_for_valid_region(region)
+        )
+    ):
         raise InvalidContact(raw, "not a valid number for its region")
-    return number, region
+    number_type = _number_type_helper(phonenumbers.national_significant_number(number), metadata)
+    if number_type == PhoneNumberType.UNKNOWN:
+        raise InvalidContact(raw, "not a valid number for its region")
+    return number, region, number_type
 
 
 def parse_email(raw: str) -> Contact:
