@@ -7,11 +7,13 @@ every request against the sign-outs and revoke-alls every API process shares.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits.storage import MemoryStorage
 
 from api.metrics import Metrics
 from api.ratelimit import Limit, Limiter, client_key
@@ -23,8 +25,11 @@ from ledger.runtime import Ledger
 from ledger.services import apikeys, sessions
 from ledger.services.apikeys import Principal, Role
 
+# The dependencies that only read the app's state are ``async``: FastAPI runs a ``def``
+# dependency in the thread pool, a thread hop per dependency per request.
 
-def get_ledger(request: Request) -> Ledger:
+
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
@@ -32,7 +37,7 @@ def get_ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
@@ -40,7 +45,7 @@ def get_metrics(request: Request) -> Metrics:
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def get_limiter(request: Request) -> Limiter:
+async def get_limiter(request: Request) -> Limiter:
     limiter: Limiter = request.app.state.limiter
     return limiter
 
@@ -87,21 +92,38 @@ class WrongRole(Forbidden):
         super().__init__(f"this operation needs a {names} key, not a {role} key", role=role)
 
 
-def _principal(
-    request: Request, ledger: Ledger, credentials: HTTPAuthorizationCredentials | None
+async def _principal(
+    ledger: Ledger, limiter: Limiter, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     if credentials is None:
         raise apikeys.InvalidApiKey()
-    principal = apikeys.authenticate(ledger.engine, credentials.credentials)
-    get_limiter(request).hit(Limit.API_KEY, principal.key_id)
+    token, max_age = credentials.credentials, ledger.settings.api_key_cache_seconds
+    # In the event loop when the key was read recently; else one read in a worker thread.
+    principal = apikeys.cached(ledger.engine, token, max_age=max_age)
+    if principal is None:
+        principal = await run_in_threadpool(
+            apikeys.authenticate, ledger.engine, token, max_age=max_age
+        )
+    await _blocking_unless_in_memory(limiter, limiter.hit, Limit.API_KEY, principal.key_id)
     return principal
 
 
-def _role(*roles: Role) -> Callable[..., Principal]:
-    def dependency(
-        request: Request, ledger: LedgerDep, credentials: ApiKeyCredentials
+async def _blocking_unless_in_memory(
+    limiter: Limiter, operation: Callable[..., None], *args: object
+) -> None:
+    """Runs a limiter operation inline when its counters are in memory, else (Redis) in a
+    worker thread: the event loop never waits on the network."""
+    if isinstance(limiter.storage, MemoryStorage):
+        operation(*args)
+    else:
+        await run_in_threadpool(operation, *args)
+
+
+def _role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
+        ledger: LedgerDep, limiter: LimiterDep, credentials: ApiKeyCredentials
     ) -> Principal:
-        principal = _principal(request, ledger, credentials)
+        principal = await _principal(ledger, limiter, credentials)
         if principal.role not in roles:
             raise WrongRole(principal.role.value, roles)
         return principal
@@ -120,7 +142,8 @@ def _signed_in(
         token=credentials.credentials,
         secret=ledger.settings.session_secret_bytes,
     )
-    get_limiter(request).hit(Limit.CONSUMER, token.consumer)
+    limiter: Limiter = request.app.state.limiter
+    limiter.hit(Limit.CONSUMER, token.consumer)
     return token
 
 

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     leader_retry_seconds: float = Field(default=1.0, gt=0)
 
     database_url: str | None = None  # default: a SQLite file in data_dir
+    # Connections each process keeps open, and how many more it may open at a peak (closed
+    # again after use). Several API processes on one PostgreSQL: mind its max_connections.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    # Worker threads single checks run in, per API process (each holds one connection at a
+    # time: keep it at most db_pool_size). A few beat many on a few cores.
+    check_threads: int = Field(default=8, ge=1)
     # How long consent proofs and records are kept: UWG § 7a and the TSR ask 5 years from the
     # grant and after each use.
     retention_years: int = 5
@@ -116,6 +123,9 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     session_ttl: int = 900  # seconds a consumer token lives
     rate_limit_per_minute: int = 1200  # requests per API key or consumer token
+    # Seconds an API process trusts what it last read of an API key: a key revoked through
+    # another process (or the CLI) is still accepted here for at most this long.
+    api_key_cache_seconds: float = Field(default=2.0, ge=0)
     # Limits on what anyone may ask without a key (api/ratelimit.py). Counters live in Redis
     # when `redis_url` is set (every API process shares them), else in this process's memory.
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
