@@ -17,7 +17,6 @@ import csv
 import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -134,7 +133,7 @@ def scrub_lines(
     so parsing and deciding overlap; at most two chunks are held at once.
     """
 
-    def start() -> tuple[list[list[str]], list[Future[list[bulk_parse.Parsed]]]]:
+    def start() -> tuple[list[list[str]], list[bulk_parse.Slice]]:
         chunk = list(itertools.islice(rows, chunk_rows))
         cells = [row[column] for row in chunk if column < len(row)]
         return chunk, bulk_parse.submit(cells, default_region=checker.default_region)

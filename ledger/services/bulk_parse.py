@@ -16,6 +16,8 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 from ledger.domain import contacts
@@ -41,24 +43,46 @@ def parse_many(raws: Sequence[str], *, default_region: str) -> list[Parsed]:
     return gather(submit(raws, default_region=default_region))
 
 
-def submit(raws: Sequence[str], *, default_region: str) -> list[Future[list[Parsed]]]:
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Part of the input being parsed, kept to parse it again should its worker die."""
+
+    raws: list[str]
+    default_region: str
+    future: Future[list[Parsed]]
+
+
+def submit(raws: Sequence[str], *, default_region: str) -> list[Slice]:
     """Starts parsing ``raws`` (one slice per worker); ``gather`` collects them in order."""
     if len(raws) < INLINE_BELOW or workers() == 1:
         done: Future[list[Parsed]] = Future()
         done.set_result(parse_slice(list(raws), default_region))
-        return [done]
+        return [Slice([], default_region, done)]
     step = -(-len(raws) // workers())
-    pool = _shared_pool()
-    return [
-        pool.submit(parse_slice, list(raws[i : i + step]), default_region)
-        for i in range(0, len(raws), step)
-    ]
+    parts = [list(raws[i : i + step]) for i in range(0, len(raws), step)]
+    try:
+        pool = _shared_pool()
+        return [
+            Slice(p, default_region, pool.submit(parse_slice, p, default_region)) for p in parts
+        ]
+    except BrokenProcessPool:  # a worker died since the last request: start afresh
+        _drop_pool()
+        pool = _shared_pool()
+        return [
+            Slice(p, default_region, pool.submit(parse_slice, p, default_region)) for p in parts
+        ]
 
 
-def gather(futures: list[Future[list[Parsed]]]) -> list[Parsed]:
+def gather(slices: list[Slice]) -> list[Parsed]:
     out: list[Parsed] = []
-    for future in futures:
-        out.extend(future.result())
+    for part in slices:
+        try:
+            out.extend(part.future.result())
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): a new pool serves the next request, and
+            # this slice is parsed here rather than failing the request.
+            _drop_pool()
+            out.extend(parse_slice(part.raws, part.default_region))
     return out
 
 
@@ -72,6 +96,14 @@ def parse_slice(raws: list[str], default_region: str) -> list[Parsed]:
             except InvalidContact as exc:
                 out.append(str(exc.fields["reason"]))
     return out
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 def _shared_pool() -> ProcessPoolExecutor:
