@@ -29,7 +29,7 @@ def test_the_pool_parses_as_inline_and_survives_a_killed_worker() -> None:
     assert isinstance(expected[0], contacts.Contact) and isinstance(expected[7], str)
     assert bulk_parse.parse_many(raws, default_region="FR") == expected
     pool = bulk_parse._shared_pool()
-    for pid in list(pool._processes):  # type: ignore[attr-defined]
+    for pid in list(pool._processes):
         os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):  # the pool may have reaped it already
             os.waitpid(pid, 0)  # dead before the next request, whenever the pool notices
