@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors, metrics
-from api.bulkhead import NodeSlots
+from api.bulkhead import CheckThreads, NodeSlots
 from api.limits import BodyLimit
 from api.ratelimit import Limiter
 from api.routes import (
@@ -63,6 +63,7 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
     app.state.limiter = Limiter.from_settings(settings)
     app.state.metrics = metrics.Metrics()
     app.state.node_slots = NodeSlots(wait=settings.rpc_timeout)
+    app.state.check_threads = CheckThreads(settings.check_threads)
     errors.install(app)
     for module in (
         checks,

@@ -4,7 +4,8 @@ opposition lists, contact linking)."""
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -13,6 +14,7 @@ from ledger.chain.anvil import AnvilNode, NodeState, NodeSupervisor
 from ledger.chain.client import Chain
 from ledger.chain.deployment import Recovery, deployed_at, ensure_deployed
 from ledger.chain.relayer import Relayer
+from ledger.db.engine import make_engine
 from ledger.db.leader import Elected, LeaderLock
 from ledger.domain.errors import ChainUnavailable
 from ledger.domain.grants import GrantRecord
@@ -20,7 +22,7 @@ from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LedgerS
 from ledger.index.indexer import Indexer
 from ledger.index.state import IndexedState
 from ledger.lists.cache import OppositionCache
-from ledger.schema import migrated_engine
+from ledger.schema import upgrade
 from ledger.services.checks import Checker
 from ledger.services.linking import Linker
 from ledger.settings import ChainKind, Settings
@@ -62,7 +64,12 @@ class Ledger:
             sync_index: bring the event index up to the chain head before returning (until
                 then checks refuse as stale).
         """
-        engine = migrated_engine(settings.sqlalchemy_url)
+        engine = make_engine(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        upgrade(engine)
         chain = _connect_chain(settings, rpc_url)
         recovery = ensure_deployed(chain, engine, configured_address=settings.contract_address)
         indexer = Indexer(
@@ -191,7 +198,22 @@ class _WhileNodeRuns:
     index: IndexedState
     node: NodeSupervisor
 
+    @property
+    def watching(self) -> bool:
+        return self.index.watching
+
     def head(self) -> BlockRef:
+        self._running()
+        return self.index.head()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[LedgerState]:
+        # Checked here too: a snapshot's own ``head`` (``IndexedState.snapshot``) is the index's.
+        self._running()
+        with self.index.snapshot() as reads:
+            yield reads
+
+    def _running(self) -> None:
         status = self.node.status()
         if status.state is not NodeState.RUNNING:
             raise ChainUnavailable(f"the local node is {status.state.value}: {status.detail}")
@@ -200,10 +222,6 @@ class _WhileNodeRuns:
         code = self.node.node.exit_code()
         if code is not None:
             raise ChainUnavailable(f"the local node exited with {code}")
-        return self.index.head()
-
-    def snapshot(self) -> AbstractContextManager[LedgerState]:
-        return self.index.snapshot()
 
     def company(self, company_id: int, block: int) -> CompanyRecord:
         return self.index.company(company_id, block)

@@ -31,17 +31,33 @@ class DatabaseUnavailable(Unavailable):
         super().__init__(f"database unavailable: {detail}", cause=detail)
 
 
-def make_engine(url: str) -> Engine:
-    """Creates the engine; the schema is brought up to date by ``ledger.schema.upgrade``."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """Creates the engine; the schema is brought up to date by ``ledger.schema.upgrade``.
+
+    Args:
+        url: the SQLAlchemy URL.
+        pool_size: connections kept open. Size it to the threads that use the database at
+            once: a connection over it is opened, then closed after each use (on SQLite its
+            pragmas run again; on PostgreSQL a new session).
+        max_overflow: connections opened beyond ``pool_size`` at a peak.
+    """
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        in_memory = url == "sqlite://" or ":memory:" in url or "mode=memory" in url
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # An in-memory database lives in its one connection: SQLAlchemy's pool for it
+            # takes no size.
+            **({} if in_memory else pool),
+        )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, **pool)
     return engine
 
 

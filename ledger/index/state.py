@@ -127,11 +127,21 @@ class IndexedState:
             return watcher.head(max_age=self.max_lag_seconds).block
         return self.chain.head()
 
-    def _measure(self) -> tuple[IndexLag, dict[str, Any] | None]:
+    @property
+    def watching(self) -> bool:
+        """Whether the node's head is known from memory (``watch_head`` runs): then ``head``
+        and ``lag`` never ask the node."""
+        watcher = self._watcher
+        return watcher is not None and watcher.running
+
+    def _measure(self, conn: Connection | None = None) -> tuple[IndexLag, dict[str, Any] | None]:
+        if conn is not None:  # a snapshot already open, when no node call can follow
+            checkpoint = _checkpoint(conn)
+            return self._lag(checkpoint), checkpoint
         # The checkpoint is read in a transaction of its own, closed before the node may be
         # asked for its head: no database connection waits on a slow or unreachable node.
-        with connect(self.engine, read_only=True) as conn:
-            checkpoint = _checkpoint(conn)
+        with connect(self.engine, read_only=True) as own:
+            checkpoint = _checkpoint(own)
         return self._lag(checkpoint), checkpoint
 
     def _lag(self, checkpoint: dict[str, Any] | None) -> IndexLag:
@@ -195,7 +205,9 @@ class IndexedState:
         Raises:
             LedgerStale: the index lags beyond its bounds, or the node cannot be reached.
         """
-        lag, checkpoint = self._measure()
+        return self._head(*self._measure())
+
+    def _head(self, lag: IndexLag, checkpoint: dict[str, Any] | None) -> BlockRef:
         if lag.stale or checkpoint is None:
             detail = f"({lag.detail})" if lag.detail else ""
             raise LedgerStale(lag.lag_blocks, lag.lag_seconds, detail)
@@ -227,8 +239,9 @@ class IndexedState:
 
         A decision reads the company, the link, the grant and the consumer at one block: one
         read transaction for all of them instead of one each. Hold it only for those reads
-        (it keeps a pooled connection); ask ``head`` before opening it, since ``head`` may
-        wait on the node.
+        (it keeps a pooled connection). Its ``head`` reads the checkpoint in the same
+        transaction while ``watch_head`` runs; otherwise it is ``head`` (which may wait on the
+        node: then ask it before opening the snapshot).
 
         Raises:
             DatabaseUnavailable: the database cannot be read.
@@ -248,6 +261,8 @@ class _SnapshotReads:
     _addresses: dict[str, str] = field(default_factory=dict)
 
     def head(self) -> BlockRef:
+        if self.state.watching:  # the node's head from memory: nothing here waits on the node
+            return self.state._head(*self.state._measure(self.conn))
         return self.state.head()
 
     def company(self, company_id: int, block: int) -> CompanyRecord:

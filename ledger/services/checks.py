@@ -216,6 +216,7 @@ class Checker:
                     company_id=ask.company_id,
                     channel=int(ask.channel),
                     since=ask.at - view.grant.period,
+                    newest=view.grant.max_contacts,
                 )
                 cap_window = self._cap_window(conn, view, ask.at)
             company_contacts, refused_at = _statutory_counts(conn, ask)
@@ -257,17 +258,31 @@ class Checker:
         rec = view.consumer_record
         if rec is None or rec.cap_max == 0 or view.consumer is None:
             return []
-        return allowed_times(conn, consumer=view.consumer, since=at - rec.cap_period)
+        return allowed_times(
+            conn, consumer=view.consumer, since=at - rec.cap_period, newest=rec.cap_max
+        )
 
     def _read_state(self, ask: _Ask) -> _LedgerView:
+        if self._head_in_snapshot():
+            # The head from memory and the checkpoint in the snapshot: one transaction.
+            with self._snapshot() as state:
+                return self._read_at(state, state.head().number, ask)
         block = self.state.head().number  # first, outside the snapshot: it may ask the node
         with self._snapshot() as state:
-            company = state.company(ask.company_id, block)
-            link = state.link(ask.commitment, block)
-            if link.consumer is None or company.status is CompanyStatus.NONE:
-                return _LedgerView(block, company, link.consumer, None, None)
-            grant = state.grant(link.consumer, ask.company_id, int(ask.channel), block)
-            record = state.consumer(link.consumer, block)
+            return self._read_at(state, block, ask)
+
+    def _head_in_snapshot(self) -> bool:
+        # An index whose node head is read in the background (``IndexedState.watching``).
+        return bool(getattr(self._state, "watching", False))
+
+    @staticmethod
+    def _read_at(state: LedgerState, block: int, ask: _Ask) -> _LedgerView:
+        company = state.company(ask.company_id, block)
+        link = state.link(ask.commitment, block)
+        if link.consumer is None or company.status is CompanyStatus.NONE:
+            return _LedgerView(block, company, link.consumer, None, None)
+        grant = state.grant(link.consumer, ask.company_id, int(ask.channel), block)
+        record = state.consumer(link.consumer, block)
         return _LedgerView(block, company, link.consumer, grant, record)
 
     def _refuse(self, ask: _Ask, refusal: Decision) -> CheckResult:

@@ -16,7 +16,7 @@ from ledger.usage.entries import EntryKind, Outcome, UsageEntry
 from ledger.usage.locks import connection_of
 
 
-def _window(*, by_company: bool, by_channel: bool) -> Prepared:
+def _window(*, by_company: bool, by_channel: bool, newest: bool = False) -> Prepared:
     query = select(UsageEntry.at).where(
         col(UsageEntry.consumer) == bindparam("consumer"),
         col(UsageEntry.decision) == EntryKind.ALLOWED.value,
@@ -26,13 +26,18 @@ def _window(*, by_company: bool, by_channel: bool) -> Prepared:
         query = query.where(col(UsageEntry.company_id) == bindparam("company_id"))
     if by_channel:
         query = query.where(col(UsageEntry.channel) == bindparam("channel"))
+    if newest:
+        return Prepared(query.order_by(col(UsageEntry.at).desc()).limit(bindparam("newest")))
     return Prepared(query.order_by(col(UsageEntry.at)))
 
 
 _WINDOWS = {
-    (by_company, by_channel): _window(by_company=by_company, by_channel=by_channel)
+    (by_company, by_channel, newest): _window(
+        by_company=by_company, by_channel=by_channel, newest=newest
+    )
     for by_company in (False, True)
     for by_channel in (False, True)
+    for newest in (False, True)
 }
 
 
@@ -43,17 +48,31 @@ def allowed_times(
     since: int,
     company_id: int | None = None,
     channel: int | None = None,
+    newest: int | None = None,
 ) -> list[int]:
     """Times of allowed contacts with ``at > since``, oldest first.
 
     With ``company_id`` and ``channel`` this is one grant's rolling window; without, the
     consumer's global cap window.
+
+    Args:
+        newest: only the newest this many. ``window_state`` of a quota of ``max_contacts``
+            answers the same from the newest ``max_contacts`` times as from all of them, and a
+            check then reads at most its quota's worth of rows however long the log has grown.
     """
-    query = _WINDOWS[company_id is not None, channel is not None]
+    query = _WINDOWS[company_id is not None, channel is not None, newest is not None]
     rows = query.rows(
-        connection_of(db), consumer=consumer, since=since, company_id=company_id, channel=channel
+        connection_of(db),
+        consumer=consumer,
+        since=since,
+        company_id=company_id,
+        channel=channel,
+        newest=newest,
     )
-    return [int(at) for (at,) in rows]
+    times = [int(at) for (at,) in rows]
+    if newest is not None:
+        times.reverse()  # read newest first, to stop at the limit
+    return times
 
 
 # The statutory counters (FR D.223-9) count by company and contact point, linked or not: the

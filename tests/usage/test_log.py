@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 
 from ledger.db.engine import transaction
+from ledger.domain.window import window_state
 from ledger.schema import migrated_engine
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
@@ -92,3 +93,25 @@ def test_only_allowed_contacts_in_the_window_count(engine: Engine) -> None:
         usage_log.append(s, entry(30))
         assert allowed_times(s, consumer="0xabc", company_id=1, channel=1, since=10) == [30]
         assert allowed_times(s, consumer="0xabc", since=0) == [10, 30]
+
+
+def test_the_newest_times_give_the_window_state_of_all_of_them(engine: Engine) -> None:
+    with transaction(engine) as session:
+        for at in (100, 105, 110, 120, 130, 140):
+            usage_log.append(session, entry(at))
+        usage_log.append(session, entry(135, decision="refused"))
+    with transaction(engine) as session:
+        every = allowed_times(session, consumer="0xabc", company_id=1, channel=1, since=100)
+        newest = allowed_times(
+            session, consumer="0xabc", company_id=1, channel=1, since=100, newest=3
+        )
+        assert every == [105, 110, 120, 130, 140]
+        assert newest == [120, 130, 140]  # oldest first, like every
+        for quota in (1, 3, 5, 8):
+            bounded = allowed_times(
+                session, consumer="0xabc", company_id=1, channel=1, since=100, newest=quota
+            )
+            for now in (140, 150):
+                assert window_state(bounded, max_contacts=quota, period=50, now=now) == (
+                    window_state(every, max_contacts=quota, period=50, now=now)
+                )
