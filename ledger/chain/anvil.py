@@ -57,6 +57,10 @@ def anvil_binary() -> Path:
 # product's reads needs an old one (the index reads logs, which pruning keeps with every block
 # and its hash; contract reads are at "latest", a reverted relay is explained at its own recent
 # block), and without a bound anvil also writes every older state to a cache on disk.
+# It does not bound the node's memory, which is mostly blocks, transactions and receipts
+# (~15 KiB a seeded grant): those hold the logs. ``--transaction-block-keeper``, which drops
+# them, makes eth_getLogs silently skip old blocks, so that an index rebuilt from genesis
+# would miss grants and revocations: it is not used.
 PRUNE_HISTORY = 64
 # anvil rewrites the whole state file at every interval, so a fixed 1 s interval turns into a
 # node that does little but dump once the state has grown (2 GB at ~420k grants). The interval
