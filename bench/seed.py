@@ -334,6 +334,9 @@ class SeededLedger:
         # The periodic dump would rewrite a growing state file while seeding: only on stop.
         self.node = AnvilNode(data_dir=workdir / "anvil", port=port, state_interval=86_400)
         self.grants = 0
+        # None: the node's default (anvil is killed mid-dump past it, fine for a benchmark's
+        # throwaway state); the seeding CLI waits for the dump to measure it.
+        self.stop_timeout: float | None = None
 
     def __enter__(self) -> SeededLedger:
         self.node.start()
@@ -353,7 +356,7 @@ class SeededLedger:
 
     def __exit__(self, *exc: object) -> None:
         self.ledger.engine.dispose()
-        self.node.stop()
+        self.node.stop(timeout=self.stop_timeout)
 
     def grow_to(
         self, grants: int, *, progress: Callable[[int, float], None] | None = None
@@ -401,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{grown.seeded.rate:,.0f} grants/s; indexed {grown.index_events:,} events in "
                 f"{grown.index_seconds:.1f} s; node RSS {rss:,.0f} MiB (peak {peak:,.0f})"
             )
+            s.stop_timeout = 3600
             stopping = time.perf_counter()
         state = workdir / "anvil" / "anvil-state.json"
         size = state.stat().st_size if state.exists() else 0
