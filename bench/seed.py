@@ -347,6 +347,8 @@ class SeededLedger:
                 data_dir=self.workdir,
                 database_url=f"sqlite:///{self.workdir / 'ledger.sqlite3'}",
                 default_region="US",
+                # A node busy mining a large batch (or a loaded machine) is slow, not gone.
+                rpc_timeout=120.0,
             )
             self.ledger = Ledger.open(settings, sync_index=False)
         except BaseException:
