@@ -49,9 +49,9 @@ end
 function response(status, headers, body)
   if status < 200 or status > 299 then
     non2xx = non2xx + 1
-  elseif string.find(body, '"allowed":true', 1, true) then
+  elseif string.find(body, '"allowed":%s*true') then
     allowed = allowed + 1
-  elseif string.find(body, '"allowed":false', 1, true) then
+  elseif string.find(body, '"allowed":%s*false') then
     refused = refused + 1
   end
 end
