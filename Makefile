@@ -59,20 +59,28 @@ abi: $(NODE_STAMP) ## Export the ABI and bytecode the Python side loads
 abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compile
 	EXPORT_CHECK=1 npx hardhat run scripts/export-abi.js
 
-bench: bench-gas bench-python bench-http ## Run the benchmarks
+bench: bench-gas bench-python bench-http bench-bulk bench-scale ## Run the benchmarks
 
 bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions, check-and-record) into bench/results.json
 	$(BIN)/python -m bench.bench_indexer
 	$(BIN)/python -m bench.bench_opposition
 	$(BIN)/python -m bench.bench_checks
 
-.PHONY: bench-http bench-smoke bench-wrk
+.PHONY: bench-http bench-bulk bench-scale bench-smoke bench-wrk
 
 bench-http: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## POST /v1/checks over HTTP with wrk, beside a bare FastAPI app, into bench/results.json
 	$(BIN)/python -m bench.bench_http
 
-bench-smoke: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## The HTTP benchmark at small sizes: every row produced, answers of the expected shape
+bench-bulk: $(PY_STAMP) $(NODE_STAMP) ## Batches of 10,000 and a 1,000,000-row scrub against a 20M list over HTTP, beside in-process baselines
+	$(BIN)/python -m bench.bench_bulk
+
+bench-scale: $(PY_STAMP) $(NODE_STAMP) ## Check latency with 1k grants against a ledger grown to 1M (about an hour; SIZES=1000,100000 for less)
+	$(BIN)/python -m bench.bench_scale $(if $(SIZES),--sizes $(SIZES))
+
+bench-smoke: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## Every HTTP benchmark at small sizes: every row produced, answers of the expected shape
 	$(BIN)/python -m bench.bench_http --smoke
+	$(BIN)/python -m bench.bench_bulk --smoke
+	$(BIN)/python -m bench.bench_scale --smoke
 
 bench-wrk: ## Install wrk, the HTTP load generator, when missing (apt-get, with sudo when not root)
 	@command -v wrk >/dev/null || { \
