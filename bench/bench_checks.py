@@ -138,6 +138,10 @@ def bench_check_and_record(directory: Path, checks: int, *, stub: bool) -> float
         _link_and_grant(ledger)
     for p in PHONES[:5]:
         contacts.parse_phone(p, default_region="US")  # phonenumbers loads its metadata lazily
+    # A text to a New York number is lawful from 8:00 to 21:00 there (47 U.S.C. 227, FCC 03-153):
+    # run the clock from the next 16:00 UTC, so that a run at night measures allows too.
+    lag = _next_utc_hour(16) - time.time()
+    checker.clock = lambda: time.time() + lag
     refused: dict[str, int] = {}
     start = time.perf_counter()
     for i in range(checks):
@@ -152,6 +156,13 @@ def bench_check_and_record(directory: Path, checks: int, *, stub: bool) -> float
     if refused:
         raise AssertionError(f"the benchmark measured refusals, not allows: {refused}")
     return rate
+
+
+def _next_utc_hour(hour: int) -> float:
+    now = time.time()
+    today = now - now % 86400
+    at = today + hour * 3600
+    return at if at > now else at + 86400
 
 
 def main() -> None:
