@@ -18,21 +18,19 @@ import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
 from ledger.db.engine import DatabaseUnavailable, connect
 from ledger.domain import contacts
-from ledger.domain.bases import BasisKind
 from ledger.domain.channels import Channel
-from ledger.domain.decision import DAY, Decision, OppositionStatus, Reason, Snapshot, decide
+from ledger.domain.decision import DAY, Decision, OppositionStatus, Reason
 from ledger.domain.errors import InvalidContact, InvalidInput, ListUnavailable, Unavailable
 from ledger.domain.grants import CompanyStatus, GrantRecord
 from ledger.domain.law import registry
 from ledger.domain.law.rules import LimitKind
 from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState, LinkRecord
-from ledger.domain.window import window_state
 from ledger.index.state import IndexedState
 from ledger.services import bulk_parse, bulk_reads, gc_pause
 from ledger.services.checks import (
@@ -365,40 +363,21 @@ class _Chunk:
         company_contacts = (
             [t for t in self._contact_times[contact_key] if t > since] if days else []
         )
-        decision = decide(
-            Snapshot(
-                now=ask.at,
-                company_id=ask.company_id,
-                company=company,
-                channel=ask.channel,
-                region=ask.contact.region,
-                time_zone=ask.contact.time_zone,
-                consumer=view.consumer,
-                grant=view.grant,
-                consumer_record=view.consumer_record,
-                block_number=block,
-                window=window,
-                cap_window=cap_window,
-                opposition=opposition,
-                declared=ask.declared,
-                company_contacts=company_contacts,
-                last_refusal_at=refused_at,
-            )
+        decision = ask.decide(
+            block_number=block,
+            company=company,
+            consumer=view.consumer,
+            grant=view.grant,
+            consumer_record=view.consumer_record,
+            window=window,
+            cap_window=cap_window,
+            opposition=opposition,
+            company_contacts=company_contacts,
+            last_refusal_at=refused_at,
         )
         if not ask.record:
             return CheckResult(decision, ask.contact)
-        if decision.allowed and decision.basis is BasisKind.CONSENT and view.grant is not None:
-            # What is left of the grant's quota once this contact counts.
-            remaining, next_free = window_state(
-                [*window, ask.at],
-                max_contacts=view.grant.max_contacts,
-                period=view.grant.period,
-                now=ask.at,
-            )
-            return self._recorded(
-                conn, ask, decision, replace(decision, remaining=remaining, next_free_at=next_free)
-            )
-        return self._recorded(conn, ask, decision, None)
+        return self._recorded(conn, ask, decision, ask.counted(decision, window, view.grant))
 
     def _grant_window(
         self, conn: Connection, ask: _Ask, consumer: str, grant: GrantRecord

@@ -67,6 +67,52 @@ class _Ask:
     declared: Declared | None = None  # a basis other than a grant, declared by the company
     on_record: OnRecord | None = None  # run in the recording transaction, before it commits
 
+    def decide(
+        self,
+        *,
+        block_number: int,
+        company: CompanyRecord,
+        consumer: str | None,
+        grant: GrantRecord | None,
+        consumer_record: ConsumerRecord | None,
+        window: list[int],
+        cap_window: list[int],
+        opposition: OppositionStatus,
+        company_contacts: list[int],
+        last_refusal_at: int | None,
+    ) -> Decision:
+        """Decides this ask from what was read for it: the ledger at one block, the log's counts.
+        One place for single checks and for batches, so that both answer alike."""
+        return decide(
+            Snapshot(
+                now=self.at,
+                company_id=self.company_id,
+                company=company,
+                channel=self.channel,
+                region=self.contact.region,
+                time_zone=self.contact.time_zone,
+                consumer=consumer,
+                grant=grant,
+                consumer_record=consumer_record,
+                block_number=block_number,
+                window=window,
+                cap_window=cap_window,
+                opposition=opposition,
+                declared=self.declared,
+                company_contacts=company_contacts,
+                last_refusal_at=last_refusal_at,
+            )
+        )
+
+    def counted(self, decision: Decision, window: list[int], grant: GrantRecord | None) -> Decision:
+        """``decision`` with what is left of the grant's quota once this contact counts."""
+        if not (decision.allowed and decision.basis is BasisKind.CONSENT and grant is not None):
+            return decision
+        remaining, next_free = window_state(
+            [*window, self.at], max_contacts=grant.max_contacts, period=grant.period, now=self.at
+        )
+        return replace(decision, remaining=remaining, next_free_at=next_free)
+
     def entry(self, decision: Decision) -> UsageEntryBase:
         """The usage-log entry recording ``decision`` (the contact only as its commitment)."""
         return UsageEntryBase(
@@ -220,38 +266,22 @@ class Checker:
                 )
                 cap_window = self._cap_window(conn, view, ask.at)
             company_contacts, refused_at = _statutory_counts(conn, ask)
-            decision = decide(
-                Snapshot(
-                    now=ask.at,
-                    company_id=ask.company_id,
-                    company=view.company,
-                    channel=ask.channel,
-                    region=ask.contact.region,
-                    time_zone=ask.contact.time_zone,
-                    consumer=view.consumer,
-                    grant=view.grant,
-                    consumer_record=view.consumer_record,
-                    block_number=view.block_number,
-                    window=window,
-                    cap_window=cap_window,
-                    opposition=opposition,
-                    declared=ask.declared,
-                    company_contacts=company_contacts,
-                    last_refusal_at=refused_at,
-                )
+            decision = ask.decide(
+                block_number=view.block_number,
+                company=view.company,
+                consumer=view.consumer,
+                grant=view.grant,
+                consumer_record=view.consumer_record,
+                window=window,
+                cap_window=cap_window,
+                opposition=opposition,
+                company_contacts=company_contacts,
+                last_refusal_at=refused_at,
             )
             if not ask.record:
                 return CheckResult(decision, ask.contact)
             receipt = usage_log.append(conn, ask.entry(decision))
-            if decision.allowed and decision.basis is BasisKind.CONSENT and view.grant is not None:
-                # What is left of the grant's quota once this contact counts.
-                remaining, next_free = window_state(
-                    [*window, ask.at],
-                    max_contacts=view.grant.max_contacts,
-                    period=view.grant.period,
-                    now=ask.at,
-                )
-                decision = replace(decision, remaining=remaining, next_free_at=next_free)
+            decision = ask.counted(decision, window, view.grant)
             return _recorded(conn, ask, CheckResult(decision, ask.contact, receipt))
 
     def _cap_window(self, conn: Connection, view: _LedgerView, at: int) -> list[int]:
