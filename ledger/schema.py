@@ -16,6 +16,7 @@ from ledger.db.engine import make_engine
 
 def metadata() -> MetaData:
     """Every table, registered by importing the modules that declare them."""
+    from ledger.audit import tree  # noqa: F401
     from ledger.chain import deployment, relayer  # noqa: F401
     from ledger.consent import signin  # noqa: F401
     from ledger.index import tables  # noqa: F401
