@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -265,21 +265,39 @@ class Chain:
         header = self.header(number)
         return None if header is None else header.hash
 
-    def logs(self, from_block: int, to_block: int) -> list[RawLog]:
+    def logs(
+        self, from_block: int, to_block: int, *, topics: Sequence[bytes | None] | None = None
+    ) -> list[RawLog]:
         """Every log of the ledger contract in blocks ``from_block..to_block`` (inclusive).
+
+        Args:
+            from_block: the first block.
+            to_block: the last block.
+            topics: only the logs whose topics match, position by position (None: any), as
+                ``eth_getLogs`` filters them (e.g. one event of one log id).
 
         Raises:
             QueryRefused: the node refused the query (too many results, range too large).
             ChainUnavailable: the node cannot be reached.
         """
+        wanted = None if topics is None else [None if t is None else "0x" + t.hex() for t in topics]
         if not self._raw:
-            found = self._rpc(
-                lambda: self.w3.eth.get_logs(
-                    {"address": self.contract.address, "fromBlock": from_block, "toBlock": to_block}
-                )
-            )
+            formatted: dict[str, Any] = {
+                "address": self.contract.address,
+                "fromBlock": from_block,
+                "toBlock": to_block,
+            }
+            if wanted is not None:
+                formatted["topics"] = wanted
+            found = self._rpc(lambda: self.w3.eth.get_logs(formatted))  # type: ignore[arg-type]
             return [_formatted_log(entry) for entry in found]
-        query = {"address": self.address, "fromBlock": hex(from_block), "toBlock": hex(to_block)}
+        query: dict[str, Any] = {
+            "address": self.address,
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
+        if wanted is not None:
+            query["topics"] = wanted
         response = self._rpc(
             lambda: self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         )
