@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+HASH_SIZE = 32  # SHA-256
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 9162 2.1.1: the hash of an empty list
 
 
@@ -65,11 +66,14 @@ def verify_inclusion(
     """Checks that ``leaf`` is entry ``index`` (0-based) of the tree of ``size`` with that root.
 
     Raises:
-        ProofError: the index is out of range, the proof has the wrong length, or the root
-            it leads to is not ``expected_root``.
+        ProofError: the index is out of range, a hash is not 32 bytes, the proof has the wrong
+            length, or the root it leads to is not ``expected_root``.
     """
     if not 0 <= index < size:
         raise ProofError(f"index {index} is outside a tree of size {size}")
+    # A single-leaf tree's root is its leaf: without this, two equal wrong-size values (an
+    # empty leaf and an empty root) would "verify", as transparency-dev's tests probe.
+    _check_sizes(leaf, proof)
     computed = _root_from_inclusion(leaf, index, size, proof)
     if computed != expected_root:
         raise ProofError(f"inclusion proof for index {index} does not lead to the root")
@@ -100,6 +104,7 @@ def verify_consistency(
         return
     if not proof:
         raise ProofError("empty consistency proof between different sizes")
+    _check_sizes(root1, proof)
     path = list(proof)
     if size1 & (size1 - 1) == 0:  # a power of two: the old root is itself a node of the path
         path.insert(0, root1)
@@ -123,6 +128,13 @@ def verify_consistency(
         raise ProofError(f"consistency proof does not lead to the root of size {size1}")
     if sr != root2:
         raise ProofError(f"consistency proof does not lead to the root of size {size2}")
+
+
+def _check_sizes(first: bytes, proof: Sequence[bytes]) -> None:
+    for position, value in enumerate([first, *proof]):
+        if len(value) != HASH_SIZE:
+            where = "the starting hash" if position == 0 else f"proof element {position - 1}"
+            raise ProofError(f"{where} has {len(value)} bytes, not {HASH_SIZE}")
 
 
 def _root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
