@@ -92,8 +92,8 @@ def serve(
 def worker_app() -> FastAPI:
     """The app of one ``serve --workers`` process: its own ledger, from the same settings.
 
-    Each worker follows the index in the background; the leader lock elects the one of them
-    (or of any other process on the database) that actually indexes.
+    Each worker follows the index and runs the anchorer in the background; the leader locks
+    elect the one of them (or of any other process on the database) that actually does each.
     """
     install_log_redaction()  # a worker is a fresh process: the parent's filter is not inherited
     logging.basicConfig(level=logging.INFO)
@@ -123,6 +123,7 @@ def _serve(ledger: Ledger, host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO)
     # Checks read the index: of the processes sharing the database, the leader keeps it up.
     follower = ledger.follow_index()
+    anchorer = ledger.anchor_in_background()  # the leader of the processes anchors the log
     try:
         uvicorn.run(
             create_app(ledger),
@@ -132,6 +133,8 @@ def _serve(ledger: Ledger, host: str, port: int) -> None:
             access_log=ledger.settings.access_log_enabled,
         )
     finally:
+        if anchorer is not None:
+            anchorer.stop()
         follower.stop()
 
 

@@ -156,5 +156,7 @@ def _consumer(token: ConsumerTokenDep) -> str:
 
 CompanyDep = Annotated[Principal, Depends(_role(Role.COMPANY))]
 RegulatorDep = Annotated[Principal, Depends(_role(Role.REGULATOR))]
+# What anyone who checks the log may read: the anchors and the proofs between them.
+AuditReaderDep = Annotated[Principal, Depends(_role(Role.COMPANY, Role.REGULATOR))]
 OperatorDep = Annotated[Principal, Depends(_role(Role.OPERATOR))]
 ConsumerDep = Annotated[str, Depends(_consumer)]

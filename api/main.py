@@ -12,6 +12,7 @@ from api.bulkhead import CheckThreads, NodeSlots
 from api.limits import BodyLimit
 from api.ratelimit import Limiter
 from api.routes import (
+    anchors,
     auth,
     bulk,
     checks,
@@ -34,8 +35,9 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
 
     Args:
         ledger: the opened ledger.
-        follow_index: while serving, also run ``ledger.follow_index`` (a worker process that
-            nobody else starts it for); otherwise the caller keeps the index up.
+        follow_index: while serving, also run ``ledger.follow_index`` and
+            ``ledger.anchor_in_background`` (a worker process that nobody else starts them
+            for); otherwise the caller runs them.
     """
     settings = ledger.settings
 
@@ -45,9 +47,12 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
         # thread last saw it: no request waits on the node for it.
         watcher = ledger.state.watch_head(interval=settings.index_poll_interval)
         follower = ledger.follow_index() if follow_index else None
+        anchorer = ledger.anchor_in_background() if follow_index else None
         try:
             yield
         finally:
+            if anchorer is not None:
+                anchorer.stop()
             if follower is not None:
                 follower.stop()
             watcher.stop(timeout=1.0)
@@ -76,6 +81,7 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
         auth,
         companies,
         lists,
+        anchors,
         health,
     ):
         app.include_router(module.router)

@@ -338,6 +338,39 @@ class EntryOut(BaseModel):
     entry_hash: str
 
 
+class InclusionOut(BaseModel):
+    """Where an entry sits in an anchored tree, and the path from its leaf to the root."""
+
+    tree_size: int = Field(description="entries the anchor covers")
+    root: str = Field(description="the anchored RFC 9162 root (hex), also readable on chain")
+    anchor_block: int = Field(description="block of the anchoring transaction")
+    inclusion: list[str] = Field(
+        description="RFC 9162 inclusion proof of leaf seq - 1 (hex hashes, leaf side first)"
+    )
+
+
+class ReceiptEntryOut(EntryOut):
+    leaf_hash: str = Field(description="the entry's RFC 9162 leaf hash (its entry_hash)")
+    proof: InclusionOut | None = Field(description="null until an anchor covers the entry")
+
+
+class AnchorOut(BaseModel):
+    log_id: int
+    tree_size: int
+    root: str = Field(description="RFC 9162 root of the first tree_size entries (hex)")
+    block_number: int
+    anchored_at: int = Field(description="the block's time, unix seconds")
+    tx_hash: str
+
+
+class ConsistencyOut(BaseModel):
+    first: AnchorOut
+    second: AnchorOut
+    proof: list[str] = Field(
+        description="RFC 9162 consistency proof from the first tree to the second (hex)"
+    )
+
+
 class EntryPage(BaseModel):
     entries: list[EntryOut]
     next_after_seq: int | None = Field(description="pass as after_seq for the next page")

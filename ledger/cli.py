@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ledger.audit.anchorer import anchor_once
 from ledger.chain.anvil import answers
 from ledger.consent import wallet
 from ledger.domain import contacts
@@ -139,6 +140,21 @@ def index(
         pass
     finally:
         follower.stop()
+
+
+@app.command()
+def anchor(data_dir: DataDirOpt = None) -> None:
+    """Anchor the usage log's Merkle root on chain now (`up` and `serve` do it every N entries)."""
+    ledger = _open_running(data_dir, sync_index=False)
+    log_id = ledger.settings.log_id
+    done = anchor_once(ledger.chain, ledger.engine, log_id=log_id)
+    if done is None:
+        console.print(f"usage log {log_id}: nothing new to anchor")
+        return
+    console.print(
+        f"usage log {log_id} anchored: tree size {done.tree_size}, root {done.root.hex()}, "
+        f"block {done.block_number}, transaction {done.tx_hash}"
+    )
 
 
 @company_app.command("register")

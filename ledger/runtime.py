@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from ledger.audit.anchorer import Anchorer
 from ledger.chain.anvil import AnvilNode, NodeState, NodeSupervisor
 from ledger.chain.client import Chain
 from ledger.chain.deployment import Recovery, deployed_at, ensure_deployed
@@ -135,6 +136,41 @@ class Ledger:
         )
         follower.start()
         return follower
+
+    def anchor_in_background(self) -> Elected | None:
+        """A started background thread anchoring the usage log on chain when due (``stop`` it).
+
+        Of the processes sharing the database only the holder of the ``anchorer`` lock
+        anchors, so several API processes send one transaction per anchor. None when both
+        triggers are off (``anchor_every_entries`` and ``anchor_every_seconds`` are 0).
+        """
+        settings = self.settings
+        anchorer = Anchorer(
+            self.chain,
+            self.engine,
+            log_id=settings.log_id,
+            every_entries=settings.anchor_every_entries,
+            every_seconds=settings.anchor_every_seconds,
+        )
+        if not anchorer.enabled:
+            return None
+
+        def anchor_round(stop: threading.Event) -> None:
+            if self.node is None:
+                anchorer.tick(stop)
+                return
+            with self.node.running() as up:
+                if up:  # else the node is being restarted: anchor once it is recovered
+                    anchorer.tick(stop)
+
+        elected = Elected(
+            LeaderLock(self.engine, "anchorer"),
+            anchor_round,
+            interval=anchorer.poll_seconds,
+            retry=settings.leader_retry_seconds,
+        )
+        elected.start()
+        return elected
 
     def supervise(self, node: AnvilNode) -> NodeSupervisor:
         """Starts watching the local node this process started: when it dies it is restarted

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # the others try to take over every this many seconds, so a dead leader is replaced within it.
     leader_retry_seconds: float = Field(default=1.0, gt=0)
 
+    # The usage log's id on chain, and how often its Merkle root is anchored there: once this
+    # many entries are unanchored, or this many seconds after the last anchor when any are,
+    # whichever comes first (0 turns a trigger off; both 0: only `quota-ledger anchor`).
+    log_id: int = Field(default=1, ge=0, lt=1 << 64)
+    anchor_every_entries: int = Field(default=1000, ge=0)
+    anchor_every_seconds: float = Field(default=60.0, ge=0)
+
     database_url: str | None = None  # default: a SQLite file in data_dir
     # Connections each process keeps open, and how many more it may open at a peak (closed
     # again after use). Several API processes on one PostgreSQL: mind its max_connections.

@@ -10,10 +10,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
+from sqlmodel import Session
 
 from api.deps import CompanyDep, ConsumerDep, LedgerDep, RegulatorDep
-from api.schemas import ChannelName, ContactedOut, EntryOut, EntryPage, OutcomeIn, ReceiptOut
-from ledger.db.engine import transaction
+from api.schemas import (
+    ChannelName,
+    ContactedOut,
+    EntryOut,
+    EntryPage,
+    InclusionOut,
+    OutcomeIn,
+    ReceiptEntryOut,
+    ReceiptOut,
+)
+from ledger.audit import receipts
+from ledger.db.engine import connect, transaction
 from ledger.domain.channels import Channel
 from ledger.domain.errors import NotFound
 from ledger.usage import log as usage_log
@@ -70,16 +81,34 @@ def my_usage(
     )
 
 
-@router.get("/v1/receipts/{seq}", response_model=EntryOut)
+@router.get("/v1/receipts/{seq}", response_model=ReceiptEntryOut)
 def receipt(
-    seq: Annotated[int, Path(gt=0, lt=1 << 63)], ledger: LedgerDep, company: CompanyDep
-) -> EntryOut:
-    """Return one of the calling company's entries by its receipt sequence number."""
-    with transaction(ledger.engine) as session:
+    seq: Annotated[int, Path(gt=0, lt=1 << 63)],
+    ledger: LedgerDep,
+    company: CompanyDep,
+    tree_size: Annotated[
+        int | None,
+        Query(ge=1, lt=1 << 63, description="prove against this older anchor (default: newest)"),
+    ] = None,
+) -> ReceiptEntryOut:
+    """Return one of the calling company's entries, with its proof against an anchored root."""
+    # One snapshot: the entry, the anchor and the tree the proof is read from.
+    with connect(ledger.engine, read_only=True) as conn, Session(bind=conn) as session:
         row = usage_log.entry(session, seq)
-    if row is None or row.company_id != company.company_id:
-        raise NotFound(f"no entry {seq} of this company", seq=seq)
-    return _out(row)
+        if row is None or row.company_id != company.company_id:
+            raise NotFound(f"no entry {seq} of this company", seq=seq)
+        found = receipts.inclusion(
+            conn, log_id=ledger.settings.log_id, seq=seq, tree_size=tree_size
+        )
+    proof = None
+    if found is not None:
+        proof = InclusionOut(
+            tree_size=found.anchor.tree_size,
+            root=found.anchor.root.hex(),
+            anchor_block=found.anchor.block_number,
+            inclusion=[h.hex() for h in found.path],
+        )
+    return ReceiptEntryOut(**_out(row).model_dump(), leaf_hash=row.entry_hash, proof=proof)
 
 
 @router.post("/v1/outcomes", response_model=ReceiptOut, status_code=201)

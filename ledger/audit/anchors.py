@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, RowMapping
 
 from ledger.chain.client import Chain, QueryRefused, RawLog
+from ledger.domain.errors import Conflict, NotFound
 from ledger.index.events import decode
 from ledger.index.tables import AnchorHistoryRow
 
@@ -37,6 +38,34 @@ class Anchor:
     block_number: int
     anchored_at: int  # the block's timestamp (unix seconds)
     tx_hash: str  # 0x-prefixed hex of the anchoring transaction
+
+
+class UnknownAnchor(NotFound):
+    """No anchor of this log has that tree size."""
+
+    code = "unknown_anchor"
+
+    def __init__(self, log_id: int, tree_size: int) -> None:
+        super().__init__(
+            f"usage log {log_id} was never anchored at {tree_size} entries",
+            log_id=log_id,
+            tree_size=tree_size,
+        )
+
+
+class LogBehindAnchor(Conflict):
+    """The log has fewer entries than the chain anchors: it lost its tail (or was replaced)."""
+
+    code = "log_behind_anchor"
+
+    def __init__(self, log_id: int, log_size: int, anchored_size: int) -> None:
+        super().__init__(
+            f"usage log {log_id} has {log_size} entries but the chain anchors {anchored_size}:"
+            " the log lost entries that were anchored",
+            log_id=log_id,
+            log_size=log_size,
+            anchored_size=anchored_size,
+        )
 
 
 def anchors_from_index(conn: Connection, log_id: int) -> list[Anchor]:
