@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from ledger.audit.anchors import LogBehindAnchor
+from ledger.audit.anchors import LogBehindAnchor, LogDiverged
 from ledger.audit.tree import MerkleTree, extend
 from ledger.chain.client import Chain
 from ledger.chain.redact import redact
@@ -66,18 +66,23 @@ def anchor_once(chain: Chain, engine: Engine, *, log_id: int) -> Anchored | None
 
     Raises:
         LogBehindAnchor: the chain anchors more entries than the log has (never anchored over).
+        LogDiverged: the log's entries under the chain's anchor no longer have its root.
         LedgerError: the contract refused the anchor (e.g. another process anchored more).
         ChainUnavailable: the node cannot be reached.
     """
     with connect(engine) as conn:
         extend(conn)
+    anchored_root, anchored, _ = chain.anchor(log_id)
     with connect(engine, read_only=True) as conn:
         tree = MerkleTree(conn)
         size = tree.size()
+        if size < anchored:
+            raise LogBehindAnchor(log_id, size, anchored)
+        # A log rewritten under its last anchor must not be anchored over: the next anchor
+        # would vouch for the rewrite (an auditor would still see the break between the two).
+        if anchored and tree.root(anchored) != anchored_root:
+            raise LogDiverged(log_id, anchored)
         root = tree.root(size)
-    _, anchored, _ = chain.anchor(log_id)
-    if size < anchored:
-        raise LogBehindAnchor(log_id, size, anchored)
     if size == anchored:
         return None
     receipt = chain.transact(chain.contract.functions.anchorRoot(log_id, size, root))
@@ -126,7 +131,7 @@ class Anchorer:
         self._since = clock()
         self._anchored: int | None = None  # the chain's tree size, as last read or written
         self._failing: str | None = None  # the failure last logged, until a tick succeeds
-        self._behind: tuple[int, int] | None = None  # the (log, chain) sizes last refused
+        self._refused: str | None = None  # why the log was last refused an anchor, once logged
 
     @property
     def enabled(self) -> bool:
@@ -151,12 +156,11 @@ class Anchorer:
         """
         try:
             done = self._tick()
-        except LogBehindAnchor as exc:
+        except (LogBehindAnchor, LogDiverged) as exc:
             self._anchored = None  # read the chain again next time: it may be the chain that moved
-            sizes = (int(exc.fields["log_size"]), int(exc.fields["anchored_size"]))
-            if self._behind != sizes:  # once per state, not every tick
+            if self._refused != exc.message:  # once per state, not every tick
                 log.error("not anchoring: %s", exc.message)
-                self._behind = sizes
+                self._refused = exc.message
             return None
         except Exception as exc:  # the node, the database, a revert: all retried next tick
             self._anchored = None
@@ -170,7 +174,7 @@ class Anchorer:
         if self._failing is not None:
             log.info("anchoring usage log %d works again", self.log_id)
             self._failing = None
-        self._behind = None
+        self._refused = None
         return done
 
     def _tick(self) -> Anchored | None:

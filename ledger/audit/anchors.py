@@ -68,6 +68,20 @@ class LogBehindAnchor(Conflict):
         )
 
 
+class LogDiverged(Conflict):
+    """The log's first ``tree_size`` entries no longer hash to the root anchored for them."""
+
+    code = "log_diverged"
+
+    def __init__(self, log_id: int, tree_size: int) -> None:
+        super().__init__(
+            f"usage log {log_id}: its first {tree_size} entries no longer have the root"
+            " anchored for them on chain: the log was edited or replaced",
+            log_id=log_id,
+            tree_size=tree_size,
+        )
+
+
 def anchors_from_index(conn: Connection, log_id: int) -> list[Anchor]:
     """Every anchor of ``log_id`` the event index holds, oldest (smallest) first.
 
