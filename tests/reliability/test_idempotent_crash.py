@@ -31,7 +31,7 @@ from ledger.db.engine import transaction
 from ledger.schema import migrated_engine
 from ledger.usage.entries import UsageEntry
 from ledger.usage.idempotency import IdempotentRequest
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from tests.helpers import NOTICE, PHONE
 from tests.servers import postgres_url
 from tests.stack import CHECK, Stack, free_port

@@ -17,7 +17,7 @@ from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import EntryKind, UsageEntryBase
 from ledger.usage.hashing import GENESIS_HASH, leaf_bytes, leaf_hash
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from ledger.usage.windows import allowed_times
 from tests.helpers import PHONE, grant, sms_terms
 

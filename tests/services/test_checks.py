@@ -20,7 +20,7 @@ from ledger.lists.importer import ListImport, import_lines
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntry
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from tests.helpers import PHONE, grant, link, relay, sms_terms, soon
 
 

@@ -17,7 +17,7 @@ from ledger.runtime import Ledger
 from ledger.settings import Settings
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from tests.helpers import PHONE, grant, link, sms_terms
 from tests.servers import postgres_url
 

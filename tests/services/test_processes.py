@@ -22,7 +22,7 @@ from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRec
 from ledger.schema import migrated_engine
 from ledger.services.checks import Checker
 from ledger.usage import log as usage_log
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from tests.servers import postgres_url
 
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -17,7 +17,7 @@ from ledger.services.checks import Checker, CheckResult
 from ledger.usage import idempotency
 from ledger.usage import log as usage_log
 from ledger.usage.idempotency import IdempotencyConflict, IdempotentRequest, Seal
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from tests.services.test_processes import QUOTA, FixedState
 
 BODY = {"contact": "+33612345678", "channel": "sms", "record": True}

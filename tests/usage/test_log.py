@@ -15,7 +15,7 @@ from ledger.schema import migrated_engine
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
 from ledger.usage.hashing import GENESIS_HASH
-from ledger.usage.verify import verify_chain
+from ledger.audit.verify import verify_chain
 from ledger.usage.windows import allowed_times
 
 
