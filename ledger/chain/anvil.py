@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import httpx
 
+from ledger.background import BackgroundLoop
 from ledger.domain.errors import ChainUnavailable
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class NodeStatus:
     detail: str = ""  # the last restart's outcome, or why it is not back yet
 
 
-class NodeSupervisor:
+class NodeSupervisor(BackgroundLoop):
     """Watches a local node and brings it back when it dies, on the same port and state file.
 
     A node that crashed or was killed (a non-zero exit) is restarted; one that exited cleanly
@@ -295,7 +296,6 @@ class NodeSupervisor:
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.clock = clock
-        self._stop = threading.Event()
         # Held while the node is restarted and recovered, and by its users' rounds of work
         # (``running``): the index never reads a node whose lost blocks are being replayed.
         self._gate = threading.Lock()
@@ -307,16 +307,11 @@ class NodeSupervisor:
         self._detail = ""
         # The thread that restarts the node must outlive it: anvil gets SIGTERM when the
         # thread that started it ends (PR_SET_PDEATHSIG), which is also how it stops with us.
-        self._thread = threading.Thread(target=self._run, name="node-supervisor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__("node-supervisor")
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops supervising and stops the node cleanly (it writes its state file)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.node.stop()
 
     def status(self) -> NodeStatus:

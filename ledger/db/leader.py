@@ -45,6 +45,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from ledger.background import BackgroundLoop
+
 log = logging.getLogger(__name__)
 
 _PG_CLASS = 0x716C6472  # "qldr": the first key of every leader lock (migrations use another)
@@ -290,7 +292,7 @@ class _FileLock:
         return found
 
 
-class Elected:
+class Elected(BackgroundLoop):
     """Runs ``work`` every ``interval`` seconds in a background thread while this process leads.
 
     While another process leads, tries to take the role every ``retry`` seconds; while leading,
@@ -316,25 +318,9 @@ class Elected:
         self.work = work
         self.interval = interval
         self.retry = retry
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"leader-{lock.role}", daemon=True)
         self._failing: str | None = None  # what failed, once logged
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops the work (a round in progress ends early) and gives the role up."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def __enter__(self) -> Elected:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # Stopping ends the work (a round in progress ends early) and gives the role up.
+        super().__init__(f"leader-{lock.role}")
 
     def _run(self) -> None:
         role = self.lock.role

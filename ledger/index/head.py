@@ -18,9 +18,9 @@ Example:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
+from ledger.background import BackgroundLoop
 from ledger.chain.breaker import State
 from ledger.chain.client import Chain, HeadSighting
 from ledger.domain.errors import ChainUnavailable
@@ -28,7 +28,7 @@ from ledger.domain.errors import ChainUnavailable
 log = logging.getLogger(__name__)
 
 
-class HeadWatcher:
+class HeadWatcher(BackgroundLoop):
     """Keeps ``chain.last_head`` fresh from a daemon thread; ``stop`` it.
 
     Args:
@@ -39,22 +39,8 @@ class HeadWatcher:
     def __init__(self, chain: Chain, *, interval: float) -> None:
         self.chain = chain
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-head", daemon=True)
         self._failure: tuple[float, str] | None = None  # (monotonic time, why) of the last read
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive() and not self._stop.is_set()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops reading (a read in progress is not waited for beyond ``timeout``)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().__init__("ledger-head")
 
     def head(self, *, max_age: float) -> HeadSighting:
         """The head last read from the node, when it is known now. Makes no request.

@@ -34,6 +34,7 @@ import requests
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from ledger.background import BackgroundLoop
 from ledger.chain.client import BlockHeader, Chain, QueryRefused, RawLog
 from ledger.db.engine import transaction
 from ledger.domain.errors import ChainUnavailable
@@ -347,7 +348,7 @@ class Indexer:
             return checkpoint
 
 
-class IndexFollower:
+class IndexFollower(BackgroundLoop):
     """Runs ``Indexer.sync`` every ``poll_interval`` seconds in a background thread.
 
     Example:
@@ -358,25 +359,9 @@ class IndexFollower:
     def __init__(self, indexer: Indexer, *, poll_interval: float) -> None:
         self.indexer = indexer
         self.poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-indexer", daemon=True)
         self._failing = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops polling; a sync in progress ends after its current chunk."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def __enter__(self) -> IndexFollower:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        # Stopping ends polling; a sync in progress ends after its current chunk.
+        super().__init__("ledger-indexer")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -123,7 +123,7 @@ class IndexedState:
             ChainUnavailable: the node cannot be reached, or its head is not known now.
         """
         watcher = self._watcher
-        if watcher is not None and watcher.running:
+        if watcher is not None and watcher.alive:
             return watcher.head(max_age=self.max_lag_seconds).block
         return self.chain.head()
 
@@ -132,7 +132,7 @@ class IndexedState:
         """Whether the node's head is known from memory (``watch_head`` runs): then ``head``
         and ``lag`` never ask the node."""
         watcher = self._watcher
-        return watcher is not None and watcher.running
+        return watcher is not None and watcher.alive
 
     def _measure(self, conn: Connection | None = None) -> tuple[IndexLag, dict[str, Any] | None]:
         if conn is not None:  # a snapshot already open, when no node call can follow
@@ -150,7 +150,7 @@ class IndexedState:
         newer_index = False
         try:
             watcher = self._watcher
-            if watcher is not None and watcher.running:
+            if watcher is not None and watcher.alive:
                 seen = watcher.head(max_age=self.max_lag_seconds)
                 tip = seen.block
                 newer_index = checkpoint is not None and checkpoint["synced_at"] > seen.wall
