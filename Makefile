@@ -30,7 +30,7 @@ install: $(PY_STAMP) $(NODE_STAMP) ## Create the venv, install Python and npm pa
 up: install ## Start a local node, deploy the contract once, serve the API on 127.0.0.1:8000
 	$(BIN)/quota-ledger up
 
-test: install abi-check imports test-contracts test-python test-reliability bench-smoke ## Run every test (import contracts, contracts, Python, faults, benchmark smoke)
+test: install browser abi-check imports test-contracts test-python test-reliability bench-smoke ## Run every test (import contracts, contracts, Python, faults, benchmark smoke)
 
 imports: $(PY_STAMP) ## The import contracts: layered rooms, a pure domain, no cycles, ledger never imports api
 	$(BIN)/lint-imports
@@ -66,7 +66,7 @@ bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, 
 	$(BIN)/python -m bench.bench_opposition
 	$(BIN)/python -m bench.bench_checks
 
-.PHONY: bench-http bench-bulk bench-scale bench-smoke bench-wrk
+.PHONY: bench-http bench-bulk bench-scale bench-smoke bench-wrk browser
 
 bench-http: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## POST /v1/checks over HTTP with wrk, beside a bare FastAPI app, into bench/results.json
 	$(BIN)/python -m bench.bench_http
@@ -86,6 +86,11 @@ bench-wrk: ## Install wrk, the HTTP load generator, when missing (apt-get, with 
 	@command -v wrk >/dev/null || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq wrk; }
+
+browser: ## Install Chromium, the headless browser the report and page tests render in, when missing (apt-get, with sudo when not root)
+	@[ -x /usr/bin/chromium ] || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium; }
 
 bench-gas: $(NODE_STAMP) ## Gas per operation into bench/gas.md and bench/gas.json
 	npx hardhat run scripts/gas-bench.js
