@@ -6,6 +6,7 @@ point, so that ``ledger`` never imports ``api``.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -14,13 +15,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from eth_account import Account
 from eth_utils.crypto import keccak
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from ledger.audit.anchorer import anchor_once
+from ledger.audit.replay import ReplayReport, replay_log
 from ledger.chain.anvil import answers
+from ledger.chain.client import Chain
+from ledger.chain.deployment import deployed_address
 from ledger.consent import wallet
 from ledger.domain import contacts
 from ledger.domain.errors import ChainUnavailable, LedgerError
@@ -51,6 +57,10 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(lists_app, name="lists")
 keys_app = typer.Typer(help="API keys (operator, on the server).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(
+    help="Audit (regulator): check the usage log against the chain.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 ChainOpt = Annotated[ChainKind | None, typer.Option(help="anvil (default), memory or rpc")]
@@ -382,6 +392,99 @@ def wallet_revoke(
     """Sign a revocation with your key and relay it."""
     answer = wallet.Wallet(api, key).revoke(company_id=company, channel=channel)
     console.print(f"grant revoked: tx {answer['tx_hash']} in block {answer['block_number']}")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    rpc_url: Annotated[
+        str | None, typer.Option(help="the chain's JSON-RPC URL (default: the configured node)")
+    ] = None,
+    contract: Annotated[
+        str | None, typer.Option(help="the ledger contract (default: the configured one)")
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="a JSON Lines export to replay instead of the database")
+    ] = None,
+    company: Annotated[
+        int | None, typer.Option(help="replay only this company's decisions")
+    ] = None,
+    from_block: Annotated[int, typer.Option(help="first block whose events are read")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Decide every recorded decision again from the chain's events and the log alone.
+
+    Exit 0: every decision agrees; 1: violations or other disagreements; 2: cannot replay.
+    """
+    settings = settings_from(None, data_dir)
+    try:
+        engine = None if export is not None else migrated_engine(settings.sqlalchemy_url)
+        chain = _audit_chain(settings, engine, rpc_url, contract)
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            reading = bar.add_task("reading the chain's events", total=None)
+            replaying = bar.add_task("replaying decisions", total=None, visible=False)
+
+            def on_chain(block: int, head: int, events: int) -> None:
+                description = f"reading the chain's events: {events:,}"
+                bar.update(reading, total=head, completed=block, description=description)
+
+            def on_entries(done: int, total: int | None) -> None:
+                bar.update(replaying, total=total, completed=done, visible=True)
+
+            report = replay_log(
+                chain,
+                engine=engine,
+                export=export,
+                company_id=company,
+                start_block=from_block,
+                on_chain=on_chain,
+                on_entries=on_entries,
+            )
+    except (LedgerError, OSError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LedgerError) else str(exc)
+        console.print(f"[red]cannot replay:[/red] {message}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        _print_replay(report)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _audit_chain(
+    settings: Settings, engine: Engine | None, rpc_url: str | None, contract: str | None
+) -> Chain:
+    """A client of the chain for an auditor: reads only, with a throwaway key. By default the
+    contract the database was deployed with (an auditor who doubts it passes ``--contract``)."""
+    url = rpc_url or settings.rpc_url
+    if url is None and settings.chain is ChainKind.ANVIL:
+        url = f"http://127.0.0.1:{settings.anvil_port}"
+    address = contract or settings.contract_address
+    if address is None and engine is not None:
+        address = deployed_address(engine)
+    if url is None or address is None:
+        raise ValueError("give the chain's --rpc-url and the ledger --contract address")
+    chain = Chain.connect(
+        url, operator_key=Account.create().key.hex(), timeout=settings.rpc_timeout
+    )
+    chain.use(address)
+    return chain
+
+
+def _print_replay(report: ReplayReport) -> None:
+    for finding in report.findings:
+        console.print(finding.line(), markup=False, highlight=False)
+    summary = report.summary()
+    status = "[green]ok[/green]" if report.ok else "[red]disagreements found[/red]"
+    console.print(
+        f"{status}: {summary['decisions']:,} decisions replayed up to block "
+        f"{summary['chain_head']}, {summary['agreed']:,} agree; {summary['violations']} "
+        f"violations, {summary['wrongly_refused']} wrongly refused, {summary['mismatches']} "
+        f"mismatches; {summary['outcomes']:,} outcomes, {summary['not_replayable']:,} refusals "
+        "recorded before the ledger was read"
+    )
+    for what, count in summary["not_rechecked"].items():
+        console.print(f"{what} ({count:,} decisions)", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -100,6 +100,13 @@ def deployed_at(engine: Engine) -> int:
         return 0 if row is None else row.block_number
 
 
+def deployed_address(engine: Engine) -> str | None:
+    """The ledger contract this database was deployed with (None: configured by address)."""
+    with transaction(engine) as session:
+        row = session.get(DeploymentRow, 1)
+        return None if row is None else row.address
+
+
 def _deploy(chain: Chain, engine: Engine) -> None:
     address = chain.deploy()
     head = chain.head()
