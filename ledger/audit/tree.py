@@ -62,6 +62,7 @@ class MerkleTree:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._cache: dict[tuple[int, int], bytes] = {}
+        self._chunks: dict[int, list[bytes]] = {}  # chunk number -> its leaves read so far
 
     def size(self) -> int:
         """The number of entries in the log (its highest ``seq``)."""
@@ -87,7 +88,9 @@ class MerkleTree:
             stored = self._node(level, start >> level)
         if stored is not None:
             h = stored
-        elif n <= CHUNK:
+        elif n <= CHUNK and start // CHUNK == (end - 1) // CHUNK:
+            h = merkle.root(self._chunk_leaves(start, end))
+        elif n <= CHUNK:  # only a caller's own range straddles two chunks, never a proof's
             h = merkle.root(_leaves(self._conn, start, end))
         else:
             k = merkle.split(n)
@@ -114,6 +117,19 @@ class MerkleTree:
             ValueError: the sizes are out of order, or ``size2`` is past the log's end.
         """
         return proofs.consistency_proof(self, size1, size2)
+
+    def _chunk_leaves(self, start: int, end: int) -> list[bytes]:
+        # A proof asks for several ranges inside the same 256-leaf chunk (the path down to its
+        # leaf): one query reads the whole chunk, as far as the log goes, for all of them.
+        chunk = start // CHUNK
+        base = chunk * CHUNK
+        held = self._chunks.get(chunk)
+        if held is None or len(held) < end - base:
+            held = _leaves(self._conn, base, base + CHUNK, partial=True)
+            self._chunks[chunk] = held
+        if len(held) < end - base:
+            raise ValueError(f"the log has no entry {base + len(held) + 1} (asked up to {end})")
+        return held[start - base : end - base]
 
     def _node(self, level: int, idx: int) -> bytes | None:
         found = self._conn.execute(
@@ -169,16 +185,19 @@ def _chunk_hashes(conn: Connection, first: int, stop: int) -> list[bytes]:
     """The hashes of the level-8 nodes ``first .. stop - 1``, from one scan of their leaves."""
     hashes: list[bytes] = []
     expected = first * CHUNK + 1
-    result = conn.execution_options(yield_per=CHUNK).execute(
+    # yield_per on the statement, not the connection: Connection.execution_options would
+    # leave the caller's connection streaming (a server-side cursor on PostgreSQL).
+    with conn.execute(
         select(UsageEntry.seq, UsageEntry.entry_hash)
         .where(UsageEntry.seq > first * CHUNK, UsageEntry.seq <= stop * CHUNK)
         .order_by(col(UsageEntry.seq))
-    )
-    for part in result.partitions(CHUNK):
-        if len(part) != CHUNK or part[0][0] != expected or part[-1][0] != expected + CHUNK - 1:
-            raise ValueError(f"the usage log has a gap in seq after {expected - 1}")
-        hashes.append(merkle.root([bytes.fromhex(h) for _, h in part]))
-        expected += CHUNK
+        .execution_options(yield_per=CHUNK)
+    ) as result:  # closed on a gap too: a server-side cursor must not linger
+        for part in result.partitions(CHUNK):
+            if len(part) != CHUNK or part[0][0] != expected or part[-1][0] != expected + CHUNK - 1:
+                raise ValueError(f"the usage log has a gap in seq after {expected - 1}")
+            hashes.append(merkle.root([bytes.fromhex(h) for _, h in part]))
+            expected += CHUNK
     if len(hashes) != stop - first:
         raise ValueError(f"the usage log has a gap in seq after {expected - 1}")
     return hashes
@@ -203,18 +222,24 @@ def _parent_hashes(conn: Connection, level: int, first: int, stop: int) -> list[
     return [merkle.node_hash(children[i], children[i + 1]) for i in range(0, len(children), 2)]
 
 
-def _leaves(conn: Connection, start: int, end: int) -> list[bytes]:
-    """Leaf hashes ``[start, end)``: the entries ``seq`` ``start + 1 .. end``, in one query."""
-    hashes = [
-        bytes.fromhex(h)
-        for h in conn.execute(
-            select(UsageEntry.entry_hash)
-            .where(UsageEntry.seq > start, UsageEntry.seq <= end)
-            .order_by(col(UsageEntry.seq))
-        ).scalars()
-    ]
+def _leaves(conn: Connection, start: int, end: int, *, partial: bool = False) -> list[bytes]:
+    """Leaf hashes ``[start, end)``: the entries ``seq`` ``start + 1 .. end``, in one query.
+
+    With ``partial``, the run may stop early where the log ends; it never skips an entry.
+    """
+    rows = conn.execute(
+        select(UsageEntry.seq, UsageEntry.entry_hash)
+        .where(UsageEntry.seq > start, UsageEntry.seq <= end)
+        .order_by(col(UsageEntry.seq))
+    ).all()
+    # A missing seq would shift every later leaf: keep only the unbroken run from start.
+    hashes: list[bytes] = []
+    for seq, h in rows:
+        if seq != start + len(hashes) + 1:
+            break
+        hashes.append(bytes.fromhex(h))
+    if partial:
+        return hashes
     if len(hashes) != end - start:
-        raise ValueError(
-            f"the log has no entries {start + 1}..{end} (it has {len(hashes)} of them)"
-        )
+        raise ValueError(f"the log has no entry {start + len(hashes) + 1} (asked up to {end})")
     return hashes
