@@ -13,6 +13,7 @@ from api.limits import BodyLimit
 from api.ratelimit import Limiter
 from api.routes import (
     anchors,
+    audit,
     auth,
     bulk,
     checks,
@@ -46,6 +47,7 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
         # While serving, checks, health and metrics read the node's head as a background
         # thread last saw it: no request waits on the node for it.
         watcher = ledger.state.watch_head(interval=settings.index_poll_interval)
+        verifier = ledger.verify_log()  # fails checks closed once the usage log is broken
         follower = ledger.follow_index() if follow_index else None
         anchorer = ledger.anchor_in_background() if follow_index else None
         try:
@@ -55,6 +57,7 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
                 anchorer.stop()
             if follower is not None:
                 follower.stop()
+            verifier.stop(timeout=1.0)
             watcher.stop(timeout=1.0)
 
     app = FastAPI(
@@ -82,6 +85,7 @@ def create_app(ledger: Ledger, *, follow_index: bool = False) -> FastAPI:
         companies,
         lists,
         anchors,
+        audit,
         health,
     ):
         app.include_router(module.router)

@@ -228,8 +228,18 @@ class LeaderOut(BaseModel):
     host: str | None
 
 
+class UsageLogHealthOut(BaseModel):
+    status: Literal["ok", "corrupt"]
+    verified_seq: int | None = Field(
+        default=None, description="entries this API process has re-hashed so far"
+    )
+    code: Literal["usage_log_corrupt"] | None = None
+    seq: int | None = Field(default=None, description="where the log was found broken")
+    detail: str | None = None
+
+
 class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "failed"]
     chain_id: int | None
     contract: str | None
     head_block: int | None
@@ -241,6 +251,7 @@ class HealthOut(BaseModel):
     lists: list[ListHealthOut] = Field(default_factory=list)
     node: NodeOut | None = Field(default=None, description="null: the node is not run by this API")
     leader: LeaderOut | None = None
+    usage_log: UsageLogHealthOut | None = None
 
 
 class DomainOut(BaseModel):
@@ -494,3 +505,34 @@ class ListImportOut(BaseModel):
     snapshot: ListOut
     created: bool
     invalid_lines: list[int]
+
+
+class ReplayReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class ReplayFindingOut(BaseModel):
+    seq: int
+    kind: Literal["violation", "wrongly_refused", "mismatch", "unknown_block"]
+    recorded: dict[str, Any] = Field(description="the decision as the log records it")
+    chain: dict[str, Any] = Field(description="the decision replayed from the chain and the log")
+    reasons: list[ReplayReasonOut] = Field(description="the replayed decision's reasons")
+    differences: list[str] = Field(description="the recorded fields the replay does not give")
+
+
+class ReplayOut(BaseModel):
+    ok: bool
+    chain_head: int
+    entries: int
+    decisions: int
+    agreed: int
+    violations: int
+    wrongly_refused: int
+    mismatches: int
+    outcomes: int
+    not_replayable: int = Field(description="refusals recorded before the ledger was read")
+    not_rechecked: dict[str, int] = Field(
+        description="what the replay took from the entries, with how many decisions rest on it"
+    )
+    findings: list[ReplayFindingOut]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from ledger.audit.anchorer import Anchorer
+from ledger.audit.integrity import LogIntegrity, LogVerifier
 from ledger.chain.anvil import AnvilNode, NodeState, NodeSupervisor
 from ledger.chain.client import Chain
 from ledger.chain.deployment import Recovery, deployed_at, ensure_deployed
@@ -52,6 +53,14 @@ class Ledger:
     leadership: LeaderLock
     # The local node this process runs and restarts (`up`); None when the node is elsewhere.
     node: NodeSupervisor | None = field(default=None, init=False)
+    # This process's check of the usage log: every append compares the head it reads with
+    # what was verified, ``verify_log`` re-hashes new entries; checks refuse once it breaks.
+    integrity: LogIntegrity = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.integrity = LogIntegrity(self.engine, rescan_rows=self.settings.log_rescan_rows)
+        self.integrity.watch()
+        self.checker.integrity = self.integrity
 
     @classmethod
     def open(
@@ -136,6 +145,15 @@ class Ledger:
         )
         follower.start()
         return follower
+
+    def verify_log(self) -> LogVerifier:
+        """A started background thread re-hashing the usage log's new entries (``stop`` it).
+
+        Every process runs one: each refuses checks as soon as it finds the log broken.
+        """
+        verifier = LogVerifier(self.integrity, interval=self.settings.log_verify_interval)
+        verifier.start()
+        return verifier
 
     def anchor_in_background(self) -> Elected | None:
         """A started background thread anchoring the usage log on chain when due (``stop`` it).

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     log_id: int = Field(default=1, ge=0, lt=1 << 64)
     anchor_every_entries: int = Field(default=1000, ge=0)
     anchor_every_seconds: float = Field(default=60.0, ge=0)
+    # Each API process re-hashes the log's new entries every this many seconds, and this many
+    # older ones each time (the whole log in turn): a broken log fails checks closed.
+    log_verify_interval: float = Field(default=1.0, gt=0)
+    log_rescan_rows: int = Field(default=10_000, ge=0)
 
     database_url: str | None = None  # default: a SQLite file in data_dir
     # Connections each process keeps open, and how many more it may open at a peak (closed

@@ -6,7 +6,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import LedgerDep
-from api.schemas import DomainOut, HealthOut, LeaderOut, LedgerOut, ListHealthOut, NodeOut
+from api.schemas import (
+    DomainOut,
+    HealthOut,
+    LeaderOut,
+    LedgerOut,
+    ListHealthOut,
+    NodeOut,
+    UsageLogHealthOut,
+)
 from ledger.consent.messages import DOMAIN_NAME, DOMAIN_VERSION
 from ledger.services.health import Leadership, measure
 
@@ -31,7 +39,8 @@ def ledger_info(ledger: LedgerDep) -> LedgerOut:
         503: {
             "model": HealthOut,
             "description": "Degraded: the index lags, the database is unavailable, "
-            "or the local node is restarting",
+            "or the local node is restarting; failed: the usage log is corrupt "
+            "(`usage_log_corrupt`, checks refuse until it is repaired and the API restarted)",
         }
     },
 )
@@ -43,9 +52,11 @@ def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
         lists=ledger.lists,
         leadership=ledger.leadership,
         node=ledger.node,
+        integrity=ledger.integrity,
     )
+    corrupt = report.log_corrupt
     body = HealthOut(
-        status="degraded" if report.degraded else "ok",
+        status="failed" if report.failed else "degraded" if report.degraded else "ok",
         chain_id=ledger.chain.chain_id,
         contract=ledger.chain.address,
         head_block=report.head_block,
@@ -59,6 +70,13 @@ def health(ledger: LedgerDep) -> HealthOut | JSONResponse:
         if report.node is None
         else NodeOut.model_validate(report.node, from_attributes=True),
         leader=None if report.leader is None else _leader_out(report.leader),
+        usage_log=UsageLogHealthOut(
+            status="ok" if corrupt is None else "corrupt",
+            verified_seq=report.log_verified,
+            code=None if corrupt is None else "usage_log_corrupt",
+            seq=None if corrupt is None else corrupt.seq,
+            detail=None if corrupt is None else f"{corrupt.kind}: {corrupt.detail}",
+        ),
     )
     if report.degraded:
         return JSONResponse(body.model_dump(), status_code=503)

@@ -559,7 +559,7 @@ class DatabaseSource:
 
     def batches(self, start: int) -> Iterator[list[Item]]:
         with connect(self.engine, read_only=True) as conn:
-            yield from _paged(conn, start, self.batch_rows)
+            yield from pages(conn, start, self.batch_rows)
 
     def hashes(self) -> Iterator[tuple[int, str]]:
         with connect(self.engine, read_only=True) as conn:
@@ -590,14 +590,20 @@ def rows_after(engine: Engine, after: int, page: int) -> Iterator[list[Row]]:
         start = int(rows[-1][0]) + 1
 
 
-def _paged(conn: Connection, start: int, limit: int) -> Iterator[list[Item]]:
+def page(conn: Connection, start: int, limit: int) -> list[Item]:
+    """Up to ``limit`` entries from ``seq`` = ``start``, in the caller's transaction."""
+    return [item(row) for row in _ROWS.rows(conn, start=start, limit=limit)]
+
+
+def pages(conn: Connection, start: int, limit: int) -> Iterator[list[Item]]:
+    """Every entry from ``seq`` = ``start``, ``limit`` at a time, in the caller's transaction."""
     while True:
-        rows = _ROWS.rows(conn, start=start, limit=limit)
-        if rows:
-            yield [item(row) for row in rows]
-        if len(rows) < limit:
+        items = page(conn, start, limit)
+        if items:
+            yield items
+        if len(items) < limit:
             return
-        start = int(rows[-1][0]) + 1
+        start = int(items[-1][SEQ]) + 1
 
 
 def verify_chain(db: Session | Connection) -> int | None:
@@ -607,5 +613,5 @@ def verify_chain(db: Session | Connection) -> int | None:
         The seq of the first entry whose hash or link does not hold, or None when the log is
         intact.
     """
-    problem = Verifier([]).run(_paged(connection_of(db), 1, BATCH_ROWS))
+    problem = Verifier([]).run(pages(connection_of(db), 1, BATCH_ROWS))
     return None if problem is None else problem.seq

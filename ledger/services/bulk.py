@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
+from ledger.audit.integrity import UsageLogCorrupt
 from ledger.db.engine import DatabaseUnavailable, connect
 from ledger.domain import contacts
 from ledger.domain.channels import Channel
@@ -178,10 +179,12 @@ def answer_many(checker: Checker, asks: Sequence[_Ask]) -> list[CheckResult]:
     if not asks:
         return []
     try:
+        if checker.integrity is not None:
+            checker.integrity.ensure_intact()
         with gc_pause.paused():
             return _Chunk(checker, asks).answer()
-    except DatabaseUnavailable as exc:
-        # Without the usage log nothing can be counted: refuse, and nothing was recorded.
+    except (DatabaseUnavailable, UsageLogCorrupt) as exc:
+        # Without a usage log to trust nothing can be counted: refuse, and record nothing.
         refusal = Decision(False, [Reason(exc.code, exc.message)])
         return [CheckResult(refusal, ask.contact) for ask in asks]
 

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy.engine import Connection, Engine
 
+from ledger.audit.integrity import LogIntegrity, UsageLogCorrupt
 from ledger.db.engine import DatabaseUnavailable, connect
 from ledger.domain import contacts
 from ledger.domain.bases import BasisKind, Declared
@@ -162,6 +163,9 @@ class Checker:
         self.salt = salt
         self.default_region = default_region
         self.lists = lists  # None: no opposition list, so opt-out regimes refuse (fail closed)
+        # The log's own verification in this process: once it finds the log broken, every
+        # check refuses (``usage_log_corrupt``), since no count read from it can be trusted.
+        self.integrity: LogIntegrity | None = None
         # The server's clock: a recorded contact is always now. Replaceable so that tests can
         # pin the legal calendar (a French call is lawful at 11:00 on a Tuesday, not at 21:00).
         self.clock: Callable[[], float] = time.time
@@ -225,9 +229,11 @@ class Checker:
             on_record=on_record,
         )
         try:
+            if self.integrity is not None:
+                self.integrity.ensure_intact()
             return self._answer(ask)
-        except DatabaseUnavailable as exc:
-            # Without the usage log nothing can be counted: refuse, and nothing was recorded.
+        except (DatabaseUnavailable, UsageLogCorrupt) as exc:
+            # Without a usage log to trust nothing can be counted: refuse, and record nothing.
             return CheckResult(Decision(False, [Reason(exc.code, exc.message)]), parsed)
 
     def _answer(self, ask: _Ask) -> CheckResult:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ledger.audit.integrity import Corruption, LogIntegrity
 from ledger.chain.anvil import NodeState, NodeStatus, NodeSupervisor
 from ledger.chain.redact import redact
 from ledger.db.engine import DatabaseUnavailable, transaction
@@ -74,11 +75,18 @@ class Health:
     lists: list[ListFreshness] = field(default_factory=list)
     node: NodeStatus | None = None  # the local node this process supervises (`up`), if any
     leader: Leadership | None = None
+    log_verified: int | None = None  # the seq up to which this process re-hashed the log
+    log_corrupt: Corruption | None = None  # the usage log is broken: checks refuse
+
+    @property
+    def failed(self) -> bool:
+        """Broken beyond waiting it out: the operator must repair and restart."""
+        return self.log_corrupt is not None
 
     @property
     def degraded(self) -> bool:
         node_down = self.node is not None and self.node.state is not NodeState.RUNNING
-        return self.index_stale or not self.database_ok or node_down
+        return self.index_stale or not self.database_ok or node_down or self.failed
 
 
 def measure(
@@ -88,6 +96,7 @@ def measure(
     lists: OppositionCache,
     leadership: LeaderLock | None = None,
     node: NodeSupervisor | None = None,
+    integrity: LogIntegrity | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Health:
     """Measures the node, the index's lag, the database and the lists' freshness.
@@ -98,6 +107,7 @@ def measure(
         lists: the opposition lists, whose current snapshots are reported.
         leadership: the indexer's lock, to say who leads it.
         node: the supervisor of the local node this process runs, if any.
+        integrity: this process's verification of the usage log, if any.
         clock: Unix seconds now, for the lists' ages.
 
     Returns:
@@ -106,6 +116,8 @@ def measure(
     """
     now = int(clock())
     status = None if node is None else node.status()
+    verified = None if integrity is None else integrity.verified
+    corrupt = None if integrity is None else integrity.corruption
     try:
         lag = state.lag()
         with transaction(engine) as session:
@@ -126,7 +138,9 @@ def measure(
     except _DATABASE_FAILURES as exc:
         down = _database_down(state, _reason(exc))
         leader = None if leadership is None else _leadership(leadership, ask=False)
-        return dataclasses.replace(down, node=status, leader=leader)
+        return dataclasses.replace(
+            down, node=status, leader=leader, log_verified=verified, log_corrupt=corrupt
+        )
     return Health(
         database_ok=True,
         head_block=lag.head_block,
@@ -138,6 +152,8 @@ def measure(
         lists=freshness,
         node=status,
         leader=leader,
+        log_verified=verified,
+        log_corrupt=corrupt,
     )
 
 

@@ -2,13 +2,17 @@
 
 The database refuses UPDATE and DELETE on the table (triggers created by the initial
 migration, ``ledger/db/migrations``); this module only inserts. Hashes are ``hashing``, the
-writer lock ``locks``, the rolling-window reads ``windows``, the re-hash ``verify``.
+writer lock ``locks``, the rolling-window reads ``windows``; the re-hash is ``ledger.audit.verify``,
+and the running service's own check of each append's head ``ledger.audit.integrity`` (``watch``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from weakref import WeakKeyDictionary
+
 from sqlalchemy import func, insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from ledger.db.prepared import Prepared
@@ -22,6 +26,19 @@ _HEAD = Prepared(
     select(UsageEntry.seq, UsageEntry.entry_hash).order_by(col(UsageEntry.seq).desc()).limit(1)
 )
 _INSERT = Prepared(insert(UsageEntry))
+
+# Told (head seq, head hash, new seq, new hash) by each append, before it inserts: the head it
+# read under the writer lock, and what it is about to write. Raising refuses the append.
+AppendHook = Callable[[int, str, int, str], None]
+_hooks: WeakKeyDictionary[Engine, AppendHook] = WeakKeyDictionary()
+
+
+def watch(engine: Engine, hook: AppendHook | None) -> None:
+    """Has every append to ``engine`` in this process call ``hook`` (None: stop)."""
+    if hook is None:
+        _hooks.pop(engine, None)
+    else:
+        _hooks[engine] = hook
 
 
 def append(db: Session | Connection, entry: UsageEntryBase) -> Receipt:
@@ -37,6 +54,9 @@ def append(db: Session | Connection, entry: UsageEntryBase) -> Receipt:
     seq, prev_hash = (1, GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
     fields = entry.model_dump()
     entry_hash = leaf_hash(canonical(fields, seq=seq, prev_hash=prev_hash))
+    hook = _hooks.get(conn.engine)
+    if hook is not None:
+        hook(seq - 1, prev_hash, seq, entry_hash)
     _INSERT.execute(conn, **fields, seq=seq, prev_hash=prev_hash, entry_hash=entry_hash)
     return Receipt(seq=seq, entry_hash=entry_hash)
 
