@@ -86,6 +86,11 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("GET", "/v1/companies/{company_id}/keys"): Access(REGULATOR, "/v1/companies/1/keys"),
     ("DELETE", "/v1/keys/{key_id}"): Access(REGULATOR, "/v1/keys/000000000000"),
     ("GET", "/v1/usage/export"): Access(REGULATOR),
+    # Whoever checks the log: the anchors, and the proofs between them.
+    ("GET", "/v1/anchors"): Access(COMPANIES | REGULATOR),
+    ("GET", "/v1/anchors/{size1}/consistency/{size2}"): Access(
+        COMPANIES | REGULATOR, "/v1/anchors/1/consistency/1"
+    ),
     # The operator: opposition lists.
     ("GET", "/v1/lists"): Access(OPERATOR),
     ("POST", "/v1/lists/{region}"): Access(OPERATOR, "/v1/lists/US"),
