@@ -4,7 +4,8 @@ Leaf ``i`` is the ``entry_hash`` of the usage entry ``seq = i + 1`` (already the
 hash). ``merkle_node`` stores the hash of every completed, aligned, perfect subtree of
 ``2**level`` leaves for ``level >= 8``: about one row per 128 entries, so the hash of any range
 is a few stored nodes plus at most two runs of fewer than 256 leaves, and a proof in a tree of
-ten million entries reads a few dozen rows. The stored nodes only speed things up: a node not
+ten million entries reads a dozen stored nodes and the leaves of two 256-entry chunks (its
+leaf's and the log's last). The stored nodes only speed things up: a node not
 stored yet is computed from the leaves, and an auditor never reads them (``merkle`` recomputes
 everything from the entries).
 
