@@ -28,7 +28,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
+from ledger.audit.replay import FindingKind, ReplayReport
+from ledger.audit.verify import Result
 from ledger.domain.channels import Channel
+from ledger.domain.errors import InvalidInput
 from ledger.index.tables import AnchorHistoryRow, AnchorRow, CompanyRow, GrantRow
 from ledger.usage.entries import EntryKind, UsageEntry
 
@@ -59,10 +62,32 @@ class Period(_Frozen):
         end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
         return cls(since=int(start.timestamp()), until=int(end.timestamp()))
 
+    @classmethod
+    def asked(cls, *, days: int, first: date | None, last: date | None, now: int) -> Period:
+        """The period a user asked for: ``first`` to ``last``, or else the last ``days`` days.
+
+        Raises:
+            InvalidInput: only one of ``first`` and ``last``, or ``last`` before ``first``.
+        """
+        if first is None and last is None:
+            return cls.last_days(days, now=now)
+        if first is None or last is None:
+            raise InvalidInput("give both the first and the last day, or neither")
+        if last < first:
+            raise InvalidInput(
+                f"the last day {last} is before the first {first}", first=str(first), last=str(last)
+            )
+        return cls.of_dates(first, last)
+
     def days(self) -> list[date]:
         """Every UTC day the period touches, in order."""
         first, last = self.since // DAY, (max(self.until, self.since + 1) - 1) // DAY
         return [date.fromordinal(date(1970, 1, 1).toordinal() + d) for d in range(first, last + 1)]
+
+
+class ReportFormat(StrEnum):
+    HTML = "html"  # one self-contained page (``ledger.audit.report_html``)
+    JSON = "json"  # the ``Report`` model as JSON
 
 
 class AuditStatus(StrEnum):
@@ -87,8 +112,15 @@ class Violation(_Frozen):
     at: int
     company_id: int
     channel: str
-    recorded: str  # the decision recorded: allowed (should have been refused) or refused
-    reasons: list[str]  # why the replay decides otherwise: rule or reason codes
+    kind: FindingKind  # violation, wrongly refused, mismatch, unknown block
+    recorded: str  # the decision recorded (allowed, refused)
+    replayed: str  # the decision the chain and the log give
+    reasons: list[str]  # the replayed decision's reason codes: why it decides so
+
+    @property
+    def broke_a_rule(self) -> bool:
+        """An allowed contact the chain says was not allowed."""
+        return self.kind in {FindingKind.VIOLATION, FindingKind.UNKNOWN_BLOCK}
 
 
 class Violations(_Frozen):
@@ -387,3 +419,57 @@ def channels_of(days: Sequence[DayCount]) -> list[str]:
     """The channels present in ``days``, in the contract's channel order."""
     order = {c.name.lower(): int(c) for c in Channel}
     return sorted({d.channel for d in days}, key=lambda name: (order.get(name, 99), name))
+
+
+def violations_of(conn: Connection, replayed: ReplayReport, period: Period) -> Violations:
+    """The replay's findings about entries in ``period``, as the report lists them.
+
+    Args:
+        conn: the log's database (each finding's time, company and channel are read there).
+        replayed: a replay of the report's company (``ledger.audit.replay.replay_log``).
+        period: the report's period: findings about entries outside it are left out.
+    """
+    seqs = [f.seq for f in replayed.findings]
+    where: dict[int, tuple[int, int, int]] = {}
+    for start in range(0, len(seqs), 500):
+        query = select(col(UsageEntry.seq), _AT, _COMPANY, _CHANNEL).where(
+            col(UsageEntry.seq).in_(seqs[start : start + 500])
+        )
+        where.update(
+            {int(seq): (int(at), int(c), int(ch)) for seq, at, c, ch in conn.execute(query)}
+        )
+    items = []
+    for finding in replayed.findings:
+        at, company, channel = where.get(finding.seq, (0, 0, -1))
+        if not period.since <= at < period.until:
+            continue
+        items.append(
+            Violation(
+                seq=finding.seq,
+                at=at,
+                company_id=company,
+                channel=_channel_name(channel),
+                kind=finding.kind,
+                recorded=str(finding.recorded.get("decision")),
+                replayed=str(finding.chain.get("decision")),
+                reasons=[r["code"] for r in finding.reasons],
+            )
+        )
+    return Violations(
+        status=AuditStatus.FAILED if items else AuditStatus.PASSED,
+        entries_replayed=replayed.decisions,
+        items=items,
+    )
+
+
+def verification_of(result: Result) -> Verification:
+    """What ``ledger.audit.verify.verify`` found, as the report states it."""
+    if result.problem is None:
+        anchors = f"{result.anchors} {'anchor' if result.anchors == 1 else 'anchors'} checked"
+        return Verification(status=AuditStatus.PASSED, entries_checked=result.size, detail=anchors)
+    return Verification(
+        status=AuditStatus.FAILED,
+        entries_checked=result.size,
+        first_bad_seq=result.problem.seq,
+        detail=result.problem.line(),
+    )

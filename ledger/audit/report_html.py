@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from ledger.audit.replay import FindingKind
 from ledger.audit.report import AuditStatus, Report, channels_of
 
 # Okabe-Ito: told apart by people with the common colour-vision deficiencies.
@@ -37,6 +38,12 @@ REFUSAL_COLOUR = "#D55E00"
 TEXT_COLOUR = "#1f2328"
 CHANNEL_LABELS = {"call": "Call", "sms": "SMS", "email": "E-mail", "messaging": "Messaging"}
 _DRAWING = Lock()
+FINDING_LABELS = {
+    FindingKind.VIOLATION: "broke a rule: allowed, the chain says refused",
+    FindingKind.UNKNOWN_BLOCK: "broke a rule: allowed on a block the chain does not have",
+    FindingKind.WRONGLY_REFUSED: "refused, the chain says allowed",
+    FindingKind.MISMATCH: "same answer, other reasons or grant than the chain gives",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ def render_html(report: Report) -> str:
         contacts_chart=_charted(_contacts_chart, report, "contacts"),
         refusals_chart=_charted(_refusals_chart, report, "refusals"),
         AuditStatus=AuditStatus,
+        finding_labels=FINDING_LABELS,
     )
 
 
@@ -104,8 +112,9 @@ def _violations_line(report: Report) -> Summary:
             "Violations: not checked",
             "The replay of decisions from the chain was not run for this report.",
         )
-    broke = sum(1 for v in found.items if v.recorded == "allowed")
-    wrongly_refused = len(found.items) - broke
+    broke = sum(1 for v in found.items if v.broke_a_rule)
+    wrongly_refused = sum(1 for v in found.items if v.kind is FindingKind.WRONGLY_REFUSED)
+    other = len(found.items) - broke - wrongly_refused
     if not found.items:
         replayed = (
             f" ({found.entries_replayed:,} decisions replayed)" if found.entries_replayed else ""
@@ -118,6 +127,12 @@ def _violations_line(report: Report) -> Summary:
         parts.append(
             f"{wrongly_refused:,} {_plural(wrongly_refused, 'refusal')} should have been allowed"
         )
+    if other:
+        parts.append(
+            f"{other:,} {_plural(other, 'decision')} recorded other reasons than the chain gives"
+        )
+    if not (broke or wrongly_refused):
+        return Summary("unknown", "Decisions disagree", "; ".join(parts) + ". See the list below.")
     return Summary("bad", "Violations found", "; ".join(parts) + ". See the list below.")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from ledger.audit.replay import FindingKind
 from ledger.audit.report import (
     Anchoring,
     AuditStatus,
@@ -22,12 +23,13 @@ from ledger.audit.report import (
     Violations,
     build_report,
 )
+from ledger.audit.report_audits import audited_report
 from ledger.audit.report_html import render_html, summarise
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
-from ledger.usage.entries import Outcome
+from ledger.usage.entries import Outcome, UsageEntryBase
 from tests.browser import open_page
 from tests.helpers import PHONE, grant, sms_terms
 
@@ -179,8 +181,19 @@ def test_an_empty_period_reports_nothing_and_says_so(ledger: Ledger, company: in
     assert "<svg" not in html
 
 
-BROKE = Violation(seq=7, at=DAY2, company_id=1, channel="sms", recorded="allowed", reasons=["x"])
-WRONGLY_REFUSED = BROKE.model_copy(update={"seq": 8, "recorded": "refused"})
+BROKE = Violation(
+    seq=7,
+    at=DAY2,
+    company_id=1,
+    channel="sms",
+    kind=FindingKind.VIOLATION,
+    recorded="allowed",
+    replayed="refused",
+    reasons=["revoked"],
+)
+WRONGLY_REFUSED = BROKE.model_copy(
+    update={"seq": 8, "kind": FindingKind.WRONGLY_REFUSED, "recorded": "refused"}
+)
 
 
 @pytest.mark.parametrize(
@@ -238,9 +251,7 @@ def test_the_violations_line_counts_in_words(
 
 
 def test_data_in_the_log_cannot_inject_markup(small_log: Ledger) -> None:
-    evil = Violation(
-        seq=1, at=DAY1, company_id=1, channel="sms", recorded="allowed", reasons=["<script>x"]
-    )
+    evil = BROKE.model_copy(update={"reasons": ["<script>x"]})
     report = report_of(small_log, 1, violations=Violations(status=AuditStatus.FAILED, items=[evil]))
     html = render_html(report)
     assert "<script>" not in html and "&lt;script&gt;x" in html
@@ -293,3 +304,53 @@ def test_the_page_renders_in_chromium_with_its_headings_tables_and_charts(
         shot = visit.screenshot("audit-report")
     assert visit.errors == []
     assert shot.stat().st_size > 20_000
+
+
+def plant_allowed_copy(ledger: Ledger, seq: int) -> int:
+    """Appends an allowed copy of refused entry ``seq``, as an operator rewriting history
+    would: the chain says it should have been refused. Returns the planted entry's seq."""
+    with transaction(ledger.engine) as session:
+        refused = usage_log.entry(session, seq)
+        assert refused is not None and refused.decision == "refused"
+        fields = UsageEntryBase.model_validate(refused, from_attributes=True)
+        planted = fields.model_copy(update={"decision": "allowed", "reasons": '["grant_allows"]'})
+        return usage_log.append(session, planted).seq
+
+
+def test_the_audited_report_runs_verify_and_replay_against_the_chain(small_log: Ledger) -> None:
+    clean = audited_report(
+        small_log.engine, small_log.chain, period=PERIOD, company_id=1, log_id=LOG_ID, now=NOW
+    )
+    assert clean.verification.status is AuditStatus.PASSED
+    assert clean.verification.entries_checked == 9
+    assert (clean.violations.status, clean.violations.items) == (AuditStatus.PASSED, [])
+    assert summarise(clean)[0].label == "No violations found"
+
+    planted = plant_allowed_copy(small_log, 5)  # the 5th SMS, refused on a quota of 4
+    found = audited_report(
+        small_log.engine, small_log.chain, period=PERIOD, company_id=1, log_id=LOG_ID, now=NOW
+    )
+    (violation,) = found.violations.items
+    assert (violation.seq, violation.kind, violation.channel) == (
+        planted,
+        FindingKind.VIOLATION,
+        "sms",
+    )
+    assert "quota_exhausted" in violation.reasons
+    assert summarise(found)[0].text == "1 contact broke a consent rule. See the list below."
+
+
+def test_a_report_without_audits_needs_no_chain(small_log: Ledger) -> None:
+    report = audited_report(
+        small_log.engine,
+        None,
+        period=PERIOD,
+        company_id=1,
+        log_id=LOG_ID,
+        now=NOW,
+        run_verify=False,
+        run_replay=False,
+    )
+    assert report.verification.status is report.violations.status is AuditStatus.NOT_RUN
+    with pytest.raises(ValueError, match="read the chain"):
+        audited_report(small_log.engine, None, period=PERIOD, company_id=1, log_id=LOG_ID, now=NOW)
