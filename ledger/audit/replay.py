@@ -35,11 +35,13 @@ import multiprocessing
 from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from math import inf
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from phonenumbers.timezone import _country_level_time_zones_for_number
@@ -53,7 +55,7 @@ from ledger.domain.bases import DECLARABLE, BasisKind, Declared
 from ledger.domain.channels import Channel
 from ledger.domain.decision import DAY, Decision, OppositionStatus, Snapshot, decide
 from ledger.domain.errors import InvalidInput
-from ledger.domain.grants import CompanyStatus, GrantRecord
+from ledger.domain.grants import ALL_DAYS, ALL_HOURS, CompanyStatus, GrantRecord
 from ledger.domain.law import registry
 from ledger.domain.law.rules import LimitKind
 from ledger.domain.state import CompanyRecord, ConsumerRecord
@@ -64,7 +66,7 @@ NOT_RECHECKABLE_LISTS = "not re-checkable: opposition list membership"
 NOT_RECHECKABLE_DECLARED = "not re-checkable: the facts of a declared basis"
 INFERRED_PLACE = "inferred: the contact's region and time zone, from the rule of law recorded"
 
-# A refusal of these, given before or instead of reading the ledger, fails closed.
+# Reason codes of the answers that read the national opposition list.
 _NATIONAL_LIST_CODES = frozenset(
     {"on_opposition_list", "not_on_opposition_list", "opposition_list_stale"}
 )
@@ -204,7 +206,7 @@ class ReplayReport:
     not_replayable: int = 0  # refusals recorded before the ledger was read (fail closed)
     on_lists: int = 0  # answers resting on opposition-list membership
     declared: int = 0  # answers resting on a declared basis
-    inferred_place: int = 0  # decisions whose place was not the first tried
+    inferred_place: int = 0  # decisions that depend on the contact's (inferred) local time
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -439,9 +441,9 @@ class _Replayer:
     by_consumer: dict[str, list[int]] = field(default_factory=dict)
     by_contact: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
     refusals: dict[tuple[str, int, int], int] = field(default_factory=dict)
-    # The places of a contact point, the one that last gave its recorded answers first (with
-    # the places of the rule they were ordered from).
-    places: dict[str, tuple[tuple[Place, ...], tuple[Place, ...]]] = field(default_factory=dict)
+    # Where each contact point can still be: the places under which every one of its entries
+    # whose answer depends on local time gave its recorded answer.
+    possible: dict[str, tuple[Place, ...]] = field(default_factory=dict)
     _block: int = -1
     _at_block: dict[tuple[str, int, int], _LedgerAt] = field(default_factory=dict)
 
@@ -494,15 +496,39 @@ class _Replayer:
         report.decisions += 1
         inputs = self._inputs(entry, block)
         rule_places = _places(entry.rules or (), entry.channel)
-        places = self._ordered(entry.contact, rule_places)
-        decisions: list[Decision] = []
-        for place in places:
-            decision = decide(self._snapshot(entry, inputs, place))
+        if not _place_matters(rule_places, entry.channel, inputs.grant):
+            decision = decide(self._snapshot(entry, inputs, rule_places[0]))
             if _agrees(entry, decision):
-                self._agreed(entry, decision, place, rule_places)
-                return
-            decisions.append(decision)
-        self._disagreed(entry, decisions[0], decisions)
+                self._agreed(entry, decision)
+            else:
+                self._disagreed(entry, decision, [decision])
+            return
+        # The answer depends on the contact's local time: try each place the contact can still
+        # be (one decision per region and UTC offset), and keep those that give this answer.
+        possible = self.possible.get(entry.contact)
+        candidates = rule_places
+        if possible is not None:
+            kept = tuple(p for p in possible if p in _place_set(rule_places))
+            candidates = kept or rule_places
+        groups: dict[tuple[str | None, int | None], list[Place]] = {}
+        for place in candidates:
+            groups.setdefault((place[0], _offset(place[1], entry.at)), []).append(place)
+        agreeing: list[Place] = []
+        decisions: list[Decision] = []
+        agreed: Decision | None = None
+        for members in groups.values():
+            decision = decide(self._snapshot(entry, inputs, members[0]))
+            if _agrees(entry, decision):
+                agreeing += members
+                agreed = decision
+            else:
+                decisions.append(decision)
+        if agreed is None:
+            self._disagreed(entry, decisions[0], decisions)
+            return
+        self.possible[entry.contact] = tuple(agreeing)
+        report.inferred_place += 1
+        self._agreed(entry, agreed)
 
     def _inputs(self, entry: Recorded, block: int) -> _Inputs:
         """What the decision reads at the recorded block, whatever the contact's place."""
@@ -574,24 +600,9 @@ class _Replayer:
             last_refusal_at=self.refusals.get(key),
         )
 
-    def _ordered(self, contact: str, places: tuple[Place, ...]) -> tuple[Place, ...]:
-        """``places`` with the one that last gave this contact's answers first."""
-        known = self.places.get(contact)
-        if known is None or known[0] is not places:
-            return places
-        return known[1]
-
-    def _agreed(
-        self, entry: Recorded, decision: Decision, place: Place, places: tuple[Place, ...]
-    ) -> None:
+    def _agreed(self, entry: Recorded, decision: Decision) -> None:
         report = self.report
         report.agreed += 1
-        if place != places[0]:
-            report.inferred_place += 1
-            known = self.places.get(entry.contact)
-            if known is None or known[0] is not places or known[1][0] != place:
-                ordered = (place, *(p for p in places if p != place))
-                self.places[entry.contact] = (places, ordered)
         if decision.basis is BasisKind.OPPOSITION_LIST or "on_opposition_list" in entry.reasons:
             report.on_lists += 1
         elif decision.basis is not None and decision.basis in DECLARABLE:
@@ -747,6 +758,47 @@ def _places(rules: tuple[str, ...], channel: int) -> tuple[Place, ...]:
     home = rule.id.split("-", 1)[0]
     regions = sorted(rule.scope.regions, key=lambda r: (r != home, r))
     return tuple((region, zone) for region in regions for zone in _zones(region))
+
+
+@lru_cache(maxsize=256)
+def _place_set(places: tuple[Place, ...]) -> frozenset[Place]:
+    return frozenset(places)
+
+
+def _place_matters(places: tuple[Place, ...], channel: int, grant: GrantRecord | None) -> bool:
+    """Whether the answer may differ between ``places``: statutory hours (local time and
+    public holidays) cover some of them, or the grant limits hours or days."""
+    if grant is not None and (grant.hours_mask != ALL_HOURS or grant.days_mask != ALL_DAYS):
+        return len(places) > 1
+    return _hours_apply(places, channel)
+
+
+@lru_cache(maxsize=256)
+def _hours_apply(places: tuple[Place, ...], channel: int) -> bool:
+    regions = {region for region, _ in places}
+    return len(places) > 1 and any(
+        rule.kind is LimitKind.HOURS
+        and _CHANNELS[channel] in rule.scope.channels
+        and regions & rule.scope.regions
+        for rule in registry.LIMITS
+    )
+
+
+_OFFSETS: dict[tuple[str, int], int] = {}
+
+
+def _offset(zone: str | None, at: int) -> int | None:
+    """The UTC offset (seconds) of ``zone`` at ``at``: two places of one region with the same
+    offset read the same local time, so they give the same answer."""
+    if zone is None:
+        return None
+    # Offsets change on whole quarter hours: one reading per zone and quarter hour.
+    key = (zone, at // 900)
+    found = _OFFSETS.get(key)
+    if found is None:
+        offset = datetime.fromtimestamp(at, ZoneInfo(zone)).utcoffset()
+        found = _OFFSETS[key] = 0 if offset is None else int(offset.total_seconds())
+    return found
 
 
 @lru_cache(maxsize=512)

@@ -587,3 +587,44 @@ def test_the_regulator_endpoint_gives_the_same_report(
     bad = client.get("/v1/audit/replay?company_id=0", headers=regulator_auth)
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def call(ledger: Ledger, at: int, contact: str) -> UsageEntry:
+    result = ledger.checker.check(
+        company_id=1, contact=contact, channel=Channel.CALL, record=True, now=at
+    )
+    assert result.receipt is not None
+    with transaction(ledger.engine) as session:
+        entry = session.get(UsageEntry, result.receipt.seq)
+    assert entry is not None
+    return entry
+
+
+def test_a_call_planted_outside_the_statutory_hours_is_a_violation(
+    ledger: Ledger, node: AnvilNode, person: LocalAccount
+) -> None:
+    grant(ledger, person, terms(1, Channel.CALL, 8, 30 * DAY))
+    allowed = call(ledger, START, "+33 6 12 34 56 78")  # Tuesday 10:30 in Paris
+    assert allowed.decision == "allowed"
+    # 21:00 in Paris: an overseas department would be in its hours, but this number's earlier
+    # calls were lawful only in Paris's time (or east of it), where 21:00 is not.
+    seq = plant(ledger, allowed, at=START + 630 * 60)
+
+    [finding] = replayed(ledger, node).findings
+    assert (finding.seq, finding.kind) == (seq, FindingKind.VIOLATION)
+    assert "outside_statutory_hours" in [r["code"] for r in finding.reasons]
+
+
+def test_an_overseas_number_is_replayed_in_its_own_time(
+    ledger: Ledger, node: AnvilNode, person: LocalAccount
+) -> None:
+    guadeloupe = "+590 690 12 34 56"
+    link(ledger, person.address, guadeloupe)
+    grant(ledger, person, terms(1, Channel.CALL, 8, 30 * DAY))
+    late_in_paris = START + 330 * 60  # Tuesday 16:00 in Pointe-à-Pitre, 22:00 in Paris
+    decisions = [call(ledger, late_in_paris + i * 3600, guadeloupe).decision for i in range(3)]
+    assert decisions == ["allowed", "allowed", "allowed"]
+
+    report = replayed(ledger, node)
+    assert report.ok, [f.line() for f in report.findings]
+    assert report.inferred_place == 3
