@@ -155,7 +155,8 @@ def _verification_line(report: Report) -> Summary:
     return Summary(
         "ok",
         "Log integrity: verified",
-        f"{checked} match their hash chain and the anchored Merkle roots. {found.detail}".strip(),
+        f"{checked} match their hash chain and the anchored Merkle roots"
+        + (f" ({found.detail})." if found.detail else "."),
     )
 
 
