@@ -36,6 +36,7 @@ from ledger.index.tables import AnchorHistoryRow, AnchorRow, CompanyRow, GrantRo
 from ledger.usage.entries import EntryKind, UsageEntry
 
 DAY = 86400
+MAX_DAYS = 3660  # ten years: one bar per day must still make a chart a person can read
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
@@ -76,6 +77,10 @@ class Period(_Frozen):
         if last < first:
             raise InvalidInput(
                 f"the last day {last} is before the first {first}", first=str(first), last=str(last)
+            )
+        if (last - first).days >= MAX_DAYS:
+            raise InvalidInput(
+                f"a report covers at most {MAX_DAYS} days", first=str(first), last=str(last)
             )
         return cls.of_dates(first, last)
 
