@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from api.deps import AuditReaderDep, LedgerDep
 from api.schemas import AnchorOut, ConsistencyOut
@@ -28,10 +28,17 @@ def anchor_out(a: Anchor) -> AnchorOut:
 
 
 @router.get("/v1/anchors", response_model=list[AnchorOut])
-def list_anchors(ledger: LedgerDep, _: AuditReaderDep) -> list[AnchorOut]:
+def list_anchors(
+    ledger: LedgerDep,
+    _: AuditReaderDep,
+    after_size: Annotated[
+        int, Query(ge=0, lt=1 << 63, description="the last tree_size of the previous page")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AnchorOut]:
     """List the usage log's anchors as the index read them from the chain, oldest first."""
     with connect(ledger.engine, read_only=True) as conn:
-        found = anchors_from_index(conn, ledger.settings.log_id)
+        found = anchors_from_index(conn, ledger.settings.log_id, after_size=after_size, limit=limit)
     return [anchor_out(a) for a in found]
 
 

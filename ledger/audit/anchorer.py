@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from ledger.audit.anchors import LogBehindAnchor, LogDiverged
 from ledger.audit.tree import MerkleTree, extend
@@ -70,8 +71,13 @@ def anchor_once(chain: Chain, engine: Engine, *, log_id: int) -> Anchored | None
         LedgerError: the contract refused the anchor (e.g. another process anchored more).
         ChainUnavailable: the node cannot be reached.
     """
-    with connect(engine) as conn:
-        extend(conn)
+    try:
+        with connect(engine) as conn:
+            extend(conn)
+    except IntegrityError:
+        # Another writer (the command while `serve` anchors, on PostgreSQL) stored the same
+        # subtree hashes first; a node not stored is computed from the leaves anyway.
+        log.debug("the Merkle tree was extended by another process meanwhile")
     anchored_root, anchored, _ = chain.anchor(log_id)
     with connect(engine, read_only=True) as conn:
         tree = MerkleTree(conn)

@@ -22,10 +22,11 @@ from sqlalchemy.engine import Connection, RowMapping
 from ledger.chain.client import Chain, QueryRefused, RawLog
 from ledger.domain.errors import Conflict, NotFound
 from ledger.index.events import decode
-from ledger.index.tables import AnchorHistoryRow
+from ledger.index.tables import AnchorHistoryRow, AnchorRow
 
 ROOT_ANCHORED = keccak(text="RootAnchored(uint64,uint64,bytes32)")  # the event's topic 0
 _HISTORY = AnchorHistoryRow.__table__  # type: ignore[attr-defined]
+_CURRENT = AnchorRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +83,25 @@ class LogDiverged(Conflict):
         )
 
 
-def anchors_from_index(conn: Connection, log_id: int) -> list[Anchor]:
-    """Every anchor of ``log_id`` the event index holds, oldest (smallest) first.
+def anchors_from_index(
+    conn: Connection, log_id: int, *, after_size: int = 0, limit: int | None = None
+) -> list[Anchor]:
+    """The anchors of ``log_id`` the event index holds, oldest (smallest) first.
 
     Args:
         conn: a connection to the operator's database (a read-only one is enough).
         log_id: the usage log's id on chain.
+        after_size: only the anchors of more entries than this (keyset pagination).
+        limit: at most this many (default: every one).
     """
+    # Sizes grow with every anchor, so chain order is size order (and uses the block index).
     query = (
         select(_HISTORY)
-        .where(_HISTORY.c.log_id == log_id)
+        .where(_HISTORY.c.log_id == log_id, _HISTORY.c.tree_size > after_size)
         .order_by(_HISTORY.c.block_number, _HISTORY.c.log_index)
     )
+    if limit is not None:
+        query = query.limit(limit)
     return [_from_row(row) for row in conn.execute(query).mappings()]
 
 
@@ -108,13 +116,12 @@ def anchor_of_size(conn: Connection, log_id: int, tree_size: int) -> Anchor | No
 
 
 def newest_anchor(conn: Connection, log_id: int) -> Anchor | None:
-    """The largest indexed anchor of ``log_id``, or None before the first anchor."""
-    query = (
-        select(_HISTORY)
-        .where(_HISTORY.c.log_id == log_id)
-        .order_by(_HISTORY.c.tree_size.desc())
-        .limit(1)
-    )
+    """The largest indexed anchor of ``log_id``, or None before the first anchor.
+
+    Read from the index's current-state row (one per log), not the history: every receipt
+    asks for it.
+    """
+    query = select(_CURRENT).where(_CURRENT.c.log_id == log_id, _CURRENT.c.tree_size > 0)
     row = conn.execute(query).mappings().first()
     return None if row is None else _from_row(row)
 

@@ -155,6 +155,11 @@ def test_consistency_proofs_between_every_pair_of_anchors_verify(
             chain_anchor.tx_hash,
         )
         assert a["anchored_at"] == chain_anchor.anchored_at > 0
+    pages = [
+        [a["tree_size"] for a in client.get(f"/v1/anchors?{query}", headers=regulator).json()]
+        for query in ("limit=4", "after_size=4&limit=4", "after_size=257&limit=4")
+    ]
+    assert pages == [[1, 2, 3, 4], [7, 8, 256, 257], [600]]
 
     for size1, size2 in combinations_with_replacement(sizes, 2):
         response = client.get(f"/v1/anchors/{size1}/consistency/{size2}", headers=regulator)
