@@ -292,7 +292,7 @@ def test_a_clean_log_of_10000_mixed_decisions_replays_with_no_finding(
     assert report.ok
     assert report.decisions == report.agreed == len(decisions)
     assert report.outcomes > 0
-    # Several processes, each counting the windows before its slice, answer as one.
+    # Several processes, each replaying its share of the contact points, answer as one.
     assert replay(log, history, workers=3).as_dict() == report.as_dict()
 
 
@@ -610,9 +610,13 @@ def test_a_call_planted_outside_the_statutory_hours_is_a_violation(
     # calls were lawful only in Paris's time (or east of it), where 21:00 is not.
     seq = plant(ledger, allowed, at=START + 630 * 60)
 
-    [finding] = replayed(ledger, node).findings
+    history = auditor_history(ledger, node)
+    log = list(entries_from_database(ledger.engine))
+    report = replay(log, history)
+    [finding] = report.findings
     assert (finding.seq, finding.kind) == (seq, FindingKind.VIOLATION)
     assert "outside_statutory_hours" in [r["code"] for r in finding.reasons]
+    assert replay(log, history, workers=2).as_dict() == report.as_dict()
 
 
 def test_an_overseas_number_is_replayed_in_its_own_time(
