@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,7 @@ from ledger.audit import merkle
 from ledger.audit.anchorer import Anchored, Anchorer, anchor_once
 from ledger.audit.anchors import LogBehindAnchor, LogDiverged, anchors_from_chain
 from ledger.chain.anvil import AnvilNode, anvil_binary
-from ledger.chain.client import Chain
+from ledger.chain.client import Chain, QueryRefused, RawLog
 from ledger.cli import app
 from ledger.db.leader import Elected, LeaderLock
 from ledger.runtime import Ledger
@@ -318,3 +319,38 @@ def test_the_anchor_command_anchors_now_and_says_when_nothing_is_new(
 
     result = runner.invoke(app, ["anchor"], env=env)
     assert "nothing new to anchor" in result.output and ledger.chain.anchor(1)[1] == 6
+
+
+class RangeLimitedChain(Chain):
+    """A node that refuses log queries over more than ``most`` blocks, as hosted nodes do."""
+
+    most = 2
+    asked: list[tuple[int, int]]
+
+    def logs(self, from_block: int, to_block: int, **kw: Any) -> list[RawLog]:
+        self.asked.append((from_block, to_block))
+        if to_block - from_block + 1 > self.most:
+            raise QueryRefused("query returned more than 10000 results")
+        return super().logs(from_block, to_block, **kw)
+
+
+def test_anchors_read_from_the_chain_are_the_logs_own_whatever_the_range_allowed(
+    ledger: Ledger,
+) -> None:
+    chain = ledger.chain
+    for size in (2, 5):
+        append(ledger, size - len(leaves(ledger)))
+        anchor_once(chain, ledger.engine, log_id=1)
+    chain.transact(chain.contract.functions.anchorRoot(7, 3, b"\x07" * 32))  # another log
+    everything = anchors_from_chain(chain, 1)
+    assert [(a.log_id, a.tree_size) for a in everything] == [(1, 2), (1, 5)]
+    assert [a.root for a in everything] == [merkle.root(leaves(ledger)[:n]) for n in (2, 5)]
+    assert [(a.log_id, a.tree_size, a.root) for a in anchors_from_chain(chain, 7)] == [
+        (7, 3, b"\x07" * 32)
+    ]
+
+    limited = RangeLimitedChain(chain.w3, chain.operator, chain.address)
+    limited.asked = []
+    assert anchors_from_chain(limited, 1, chunk_blocks=64) == everything
+    refused = [r for r in limited.asked if r[1] - r[0] + 1 > 2]
+    assert refused and all(r[1] - r[0] + 1 <= 2 for r in limited.asked[len(refused) :])
