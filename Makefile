@@ -61,12 +61,13 @@ abi-check: $(NODE_STAMP) ## Fail if ledger/artifacts differs from a fresh compil
 
 bench: bench-gas bench-python bench-http bench-bulk bench-scale ## Run the benchmarks
 
-bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions, check-and-record, receipt proofs in a 10M-entry log, audit replay) into bench/results.json
+bench-python: $(PY_STAMP) $(NODE_STAMP) ## Python benchmarks (indexer catch-up, revocation latency, opposition lists, decisions, check-and-record, receipt proofs in a 10M-entry log, audit replay, audit verify) into bench/results.json
 	$(BIN)/python -m bench.bench_indexer
 	$(BIN)/python -m bench.bench_opposition
 	$(BIN)/python -m bench.bench_checks
 	$(BIN)/python -m bench.bench_proofs
 	$(BIN)/python -m bench.bench_replay
+	$(BIN)/python -m bench.bench_verify
 
 .PHONY: bench-http bench-bulk bench-scale bench-smoke bench-wrk browser
 
@@ -85,6 +86,7 @@ bench-smoke: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## Every HTTP benchmark at smal
 	$(BIN)/python -m bench.bench_scale --smoke
 	$(BIN)/python -m bench.bench_proofs --smoke
 	$(BIN)/python -m bench.bench_replay --smoke
+	$(BIN)/python -m bench.bench_verify --smoke
 
 bench-wrk: ## Install wrk, the HTTP load generator, when missing (apt-get, with sudo when not root)
 	@command -v wrk >/dev/null || { \

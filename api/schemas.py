@@ -536,3 +536,32 @@ class ReplayOut(BaseModel):
         description="what the replay took from the entries, with how many decisions rest on it"
     )
     findings: list[ReplayFindingOut]
+
+
+class VerifyProblemOut(BaseModel):
+    kind: Literal[
+        "edited",
+        "deleted",
+        "inserted",
+        "reordered",
+        "chain_broken",
+        "truncated",
+        "anchor_mismatch",
+    ]
+    seq: int = Field(description="the first entry where the log does not hold")
+    last_seq: int | None = Field(
+        default=None, description="an anchor mismatch: the end of the range it lies in"
+    )
+    detail: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    problem: VerifyProblemOut | None
+    size: int = Field(description="entries verified")
+    read: int = Field(description="entries read by this verification")
+    resumed_from: int
+    root: str = Field(description="hex RFC 9162 root of the verified entries")
+    anchors: int = Field(description="anchors read from the chain and checked against the log")
+    newest_anchor: int | None = Field(description="the largest anchored tree size")
+    source: str

@@ -6,6 +6,8 @@ point, so that ``ledger`` never imports ``api``.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -23,11 +25,18 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from ledger.audit.anchorer import anchor_once
+from ledger.audit.anchors import anchors_from_chain
+from ledger.audit.checkpoint import Checkpoint
+from ledger.audit.export import ExportAnchor, ExportSource, unconfirmed
 from ledger.audit.replay import ReplayReport, replay_log
+from ledger.audit.verify import DatabaseSource
+from ledger.audit.verify import Result as VerifyResult
+from ledger.audit.verify import verify as verify_log
 from ledger.chain.anvil import answers
 from ledger.chain.client import Chain
-from ledger.chain.deployment import deployed_address
+from ledger.chain.deployment import deployed_address, deployed_at
 from ledger.consent import wallet
+from ledger.db.engine import make_engine
 from ledger.domain import contacts
 from ledger.domain.errors import ChainUnavailable, LedgerError
 from ledger.domain.law import registry
@@ -485,6 +494,95 @@ def _print_replay(report: ReplayReport) -> None:
     )
     for what, count in summary["not_rechecked"].items():
         console.print(f"{what} ({count:,} decisions)", markup=False, highlight=False)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    export: Annotated[
+        Path | None, typer.Option(help="a JSON Lines export to verify instead of the database")
+    ] = None,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="the chain's JSON-RPC URL (default: the configured node)")
+    ] = None,
+    contract: Annotated[
+        str | None,
+        typer.Option(help="the ledger contract (default: the database's, or the export's)"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="resume from / record progress in this file")
+    ] = None,
+    log_id: Annotated[int | None, typer.Option(help="the usage log's id on chain")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Re-hash the usage log and check it against the anchors on chain; name the first tampering.
+
+    Exit 0: the log holds; 1: tampered (kind and seq); 2: cannot verify.
+    """
+    settings = settings_from(None, data_dir)
+    try:
+        result = _verify(settings, export, rpc_url, contract, checkpoint, log_id, as_json)
+    except (LedgerError, OSError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LedgerError) else str(exc)
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "error": message}))
+        else:
+            console.print(f"[red]cannot verify:[/red] {message}", highlight=False)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+    elif result.problem is None:
+        console.print(
+            f"[green]ok[/green]: {result.size:,} entries verified ({result.read:,} read), "
+            f"{result.anchors} anchors checked, root {result.root}",
+            highlight=False,
+        )
+    else:
+        console.print(f"[red]tampered[/red]: {result.problem.line()}", highlight=False)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _verify(
+    settings: Settings,
+    export: Path | None,
+    rpc_url: str | None,
+    contract: str | None,
+    checkpoint: Path | None,
+    log_id: int | None,
+    quiet: bool,
+) -> VerifyResult:
+    """``audit verify`` without its printing: the source, the chain's anchors, the run."""
+    claimed: list[ExportAnchor] = []
+    if export is not None:
+        exported = ExportSource(export)
+        source: DatabaseSource | ExportSource = exported
+        log_id = exported.log.get("log_id", settings.log_id) if log_id is None else log_id
+        contract = contract or exported.log.get("contract")
+        chain = _audit_chain(settings, None, rpc_url, contract)
+        claimed = exported.anchors()
+        start = 0
+    else:
+        engine = make_engine(settings.sqlalchemy_url)
+        source = DatabaseSource(engine)
+        chain = _audit_chain(settings, engine, rpc_url, contract)
+        start = deployed_at(engine)
+    log_id = settings.log_id if log_id is None else int(log_id)
+    anchors = anchors_from_chain(chain, log_id, from_block=start)
+    name = f"chain {chain.chain_id} / contract {chain.address} / log {log_id}"
+    with contextlib.ExitStack() as stack:
+        kept = None
+        if checkpoint is not None:
+            kept = stack.enter_context(Checkpoint.open(checkpoint, log=name))
+        bar = stack.enter_context(Progress(console=console, transient=True, disable=quiet))
+        task = bar.add_task("verifying the usage log", total=None)
+
+        def show(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = verify_log(source, anchors, checkpoint=kept, progress=show)
+    if result.problem is None:
+        result = dataclasses.replace(result, problem=unconfirmed(claimed, anchors))
+    return result
 
 
 def main() -> None:

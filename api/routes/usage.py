@@ -1,18 +1,16 @@
 """The usage log as its users see it: a company its own entries, a consumer who contacted
-them, a regulator the whole log."""
+them (the regulator's export of the whole log is ``api.routes.audit``)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
-from api.deps import CompanyDep, ConsumerDep, LedgerDep, RegulatorDep
+from api.deps import CompanyDep, ConsumerDep, LedgerDep
 from api.schemas import (
     ChannelName,
     ContactedOut,
@@ -145,26 +143,3 @@ def who_contacted_me(
         )
         for r in rows
     ]
-
-
-@router.get(
-    "/v1/usage/export",
-    tags=["regulator"],
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
-)
-def export(ledger: LedgerDep, _: RegulatorDep, after_seq: AfterSeq = 0) -> StreamingResponse:
-    """Stream the whole usage log as JSON Lines, in sequence order, with hashes."""
-
-    def lines() -> Iterator[bytes]:
-        cursor = after_seq
-        while True:
-            with transaction(ledger.engine) as session:
-                rows = usage_log.entries(session, after_seq=cursor, limit=1000)
-            for r in rows:
-                yield (_out(r).model_dump_json() + "\n").encode()
-            if len(rows) < 1000:
-                return
-            cursor = rows[-1].seq
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from ledger.audit.anchors import Anchor
-from ledger.audit.verify import BATCH_ROWS, Item, leaf_data, rows_after
+from ledger.audit.verify import BATCH_ROWS, Item, Kind, Problem, leaf_data, rows_after
 from ledger.domain.errors import InvalidInput
 from ledger.usage.hashing import canonical
 
@@ -115,21 +115,19 @@ def parse_entry(line: bytes) -> Item:
     serialised canonically; a line that is no entry at all hashes to nothing.
     """
     if line.startswith(_ENTRY):
-        k = line.find(_HASH_KEY, len(_ENTRY))
-        body = line.rstrip()
-        if k > 0 and line[k + 79 : k + 89] == _ENTRY_KEY and body.endswith(b"}"):
-            data = b"\x00" + body[k + 89 : -1]
-            p = data.find(_PREV_KEY)
+        k = line.find(b",", 22)  # the end of the line's own seq: a few digits on
+        tail = 3 if line.endswith(b"}}\n") else 2 if line.endswith(b"}}") else 0
+        if tail and line[k : k + 15] == _HASH_KEY and line[k + 79 : k + 89] == _ENTRY_KEY:
+            data = b"\x00" + line[k + 89 : len(line) - tail + 1]
+            # The first key that can hold "prev_hash" is far in: at, channel, contact... come
+            # first. No string value can hold the key itself (its quotes would be escaped).
+            p = data.find(_PREV_KEY, 100)
             q = data.rfind(_SEQ_KEY)
             if p > 0 and q > 0:
                 try:
                     seq = int(data[q + 6 : -1])
-                    return (
-                        seq,
-                        data[p + 13 : p + 77].decode(),
-                        data,
-                        line[k + 15 : k + 79].decode(),
-                    )
+                    prev = data[p + 13 : p + 77].decode()
+                    return (seq, prev, data, line[k + 15 : k + 79].decode())
                 except (ValueError, UnicodeDecodeError):
                     pass
     return _parsed(line)
@@ -146,6 +144,22 @@ def _parsed(line: bytes) -> Item:
         return _UNREADABLE
 
 
+def _type(line: bytes) -> str | None:
+    """The ``type`` of a line not in the export's own layout; None for no line (blank, or
+    unreadable: read as an entry, it then hashes to nothing)."""
+    if line.startswith(_ANCHOR):
+        return "anchor"
+    if line.startswith(_LOG):
+        return "log"
+    if not line.strip():
+        return None
+    try:
+        kind = json.loads(line).get("type")
+    except (ValueError, AttributeError):
+        return "entry"
+    return kind if isinstance(kind, str) else "entry"
+
+
 class ExportSource:
     """An export file as a ``ledger.audit.verify.Source``."""
 
@@ -160,14 +174,14 @@ class ExportSource:
         except OSError as exc:
             raise ExportUnreadable(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
         self.log: dict[str, Any] = {}
-        if first.startswith(_LOG):
+        if _type(first) == "log":
             self.log = json.loads(first)
 
     def batches(self, start: int) -> Iterator[list[Item]]:
         batch: list[Item] = []
         with self.path.open("rb") as f:
             for line in f:
-                if line.startswith((_ANCHOR, _LOG)) or not line.strip():
+                if not line.startswith(_ENTRY) and _type(line) != "entry":
                     continue
                 entry = parse_entry(line)
                 if isinstance(entry[0], int) and entry[0] < start:
@@ -193,22 +207,22 @@ class ExportSource:
         found = []
         with self.path.open("rb") as f:
             for line in f:
-                if line.startswith(_ANCHOR):
-                    try:
-                        a = json.loads(line)
-                        found.append(
-                            ExportAnchor(
-                                int(a["tree_size"]),
-                                bytes.fromhex(a["root"]),
-                                int(a["block_number"]),
-                                int(a.get("anchored_at", 0)),
-                                str(a.get("tx_hash", "")),
-                            )
+                if line.startswith(_ENTRY) or _type(line) != "anchor":
+                    continue
+                try:
+                    a = json.loads(line)
+                    found.append(
+                        ExportAnchor(
+                            int(a["tree_size"]),
+                            bytes.fromhex(a["root"]),
+                            int(a["block_number"]),
+                            int(a.get("anchored_at", 0)),
+                            str(a.get("tx_hash", "")),
                         )
-                    except (ValueError, TypeError, KeyError) as exc:
-                        raise ExportUnreadable(
-                            f"an anchor line of {self.path} is unreadable"
-                        ) from exc
+                    )
+                except (ValueError, TypeError, KeyError) as exc:
+                    unreadable = f"an anchor line of {self.path} is unreadable"
+                    raise ExportUnreadable(unreadable, path=str(self.path)) from exc
         return sorted(found, key=lambda a: a.tree_size)
 
     def entries(self) -> Iterator[dict[str, Any]]:
@@ -218,3 +232,21 @@ class ExportSource:
             for _, _, data, stored in batch:
                 if data:
                     yield {**json.loads(data[1:]), "entry_hash": stored}
+
+
+def unconfirmed(claimed: Sequence[ExportAnchor], on_chain: Sequence[Anchor]) -> Problem | None:
+    """The first anchor the export states that the chain does not hold (its root at its size).
+
+    An export is the operator's word: its anchor lines must be the chain's own.
+    """
+    roots = {a.tree_size: a.root for a in on_chain}
+    for anchor in claimed:
+        if roots.get(anchor.tree_size) != anchor.root:
+            return Problem(
+                Kind.ANCHOR_MISMATCH,
+                anchor.tree_size,
+                f"the export states an anchor at size {anchor.tree_size} that the chain "
+                "does not hold",
+                last_seq=anchor.tree_size,
+            )
+    return None
