@@ -248,9 +248,14 @@ def replay(
 ) -> ReplayReport:
     """Decides every recorded decision again from ``history`` and the log before it.
 
+    A contact point's entries must agree on one place (region and time zone): the first pass
+    settles each contact on the first place that gives its recorded answers; a contact whose
+    later entry agrees only elsewhere is replayed again in a second pass that follows every
+    place it can still be, entry by entry (an honest log needs no second pass).
+
     Args:
         entries: the whole log in ``seq`` order (every company: a consumer's global cap
-            counts the contacts of all of them).
+            counts the contacts of all of them). Held in memory for the second pass.
         history: the ledger at every block, from the chain.
         company_id: replay only this company's decisions (the others are still counted).
         progress: called now and then with the number of entries read so far.
@@ -261,23 +266,47 @@ def replay(
     Returns:
         The report: counts and the entries that disagree.
     """
+    log = entries if isinstance(entries, Sequence) else list(entries)
     if workers > 1:
-        log = entries if isinstance(entries, Sequence) else list(entries)
         report = _in_parallel(log, history, company_id, workers)
-        if progress is not None:
-            progress(report.entries)
-        return report
-    replayer = _Replayer(history, ReplayReport(chain_head=history.head.number))
-    for n, entry in enumerate(entries, 1):
-        replayer.read(entry, decide_it=company_id is None or entry.company_id == company_id)
-        if progress is not None and n % 5_000 == 0:
-            progress(n)
+    else:
+        report = _replay_share(log, history, company_id, (0, 1), progress)
     if progress is not None:
-        progress(replayer.report.entries)
-    return replayer.report
+        progress(report.entries)
+    return report
 
 
-# What forked workers share: set before the fork, read by ``_replay_slice`` in each child.
+def _replay_share(
+    log: Sequence[Recorded],
+    history: ChainHistory,
+    company_id: int | None,
+    share: tuple[int, int],
+    progress: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    """Replays the entries of one share of the contact points; counts every entry.
+
+    Shares are by contact point, not by stretch of the log, so that each worker follows a
+    contact's places through all its entries as one process would; the windows need every
+    entry before each one, and counting one costs a few microseconds.
+    """
+    mine, shares = share
+    exact: frozenset[str] = frozenset()
+    while True:
+        replayer = _Replayer(history, ReplayReport(chain_head=history.head.number), exact=exact)
+        for n, entry in enumerate(log, 1):
+            # A forked worker hashes strings with its parent's seed: every worker agrees.
+            if shares == 1 or hash(entry.contact) % shares == mine:
+                replayer.read(entry, decide_it=company_id is None or entry.company_id == company_id)
+            else:
+                replayer.count(entry)
+            if progress is not None and n % 5_000 == 0:
+                progress(n)
+        if not replayer.moved or exact:
+            return replayer.report
+        exact = frozenset(replayer.moved)  # the second pass follows these contacts' places
+
+
+# What forked workers share: set before the fork, read by ``_replay_forked`` in each child.
 _SHARED: tuple[Sequence[Recorded], ChainHistory, int | None] | None = None
 
 
@@ -288,7 +317,7 @@ def _in_parallel(
     _SHARED = (log, history, company_id)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_replay_share, [(share, workers) for share in range(workers)])
+            parts = pool.map(_replay_forked, [(share, workers) for share in range(workers)])
     finally:
         _SHARED = None
     report = ReplayReport(chain_head=history.head.number)
@@ -300,24 +329,10 @@ def _in_parallel(
     return report
 
 
-def _replay_share(share: tuple[int, int]) -> ReplayReport:
-    """Replays the entries of one share of the contact points; counts every entry.
-
-    Shares are by contact point, not by stretch of the log, so that each worker follows a
-    contact's places through all its entries (``_Replayer.possible``) as one process would;
-    the windows need every entry before each one, and counting one costs a few microseconds.
-    """
+def _replay_forked(share: tuple[int, int]) -> ReplayReport:
     assert _SHARED is not None  # set by the parent before the fork
     log, history, company_id = _SHARED
-    mine, shares = share
-    replayer = _Replayer(history, ReplayReport(chain_head=history.head.number))
-    for entry in log:
-        # A forked worker hashes strings with its parent's seed: every worker agrees.
-        if hash(entry.contact) % shares == mine:
-            replayer.read(entry, decide_it=company_id is None or entry.company_id == company_id)
-        else:
-            replayer.count(entry)
-    return replayer.report
+    return _replay_share(log, history, company_id, share)
 
 
 def replay_log(
@@ -448,8 +463,12 @@ class _Replayer:
     by_consumer: dict[str, list[int]] = field(default_factory=dict)
     by_contact: dict[tuple[str, int, int], list[int]] = field(default_factory=dict)
     refusals: dict[tuple[str, int, int], int] = field(default_factory=dict)
-    # Where each contact point can still be: the places under which every one of its entries
-    # whose answer depends on local time gave its recorded answer.
+    # First pass: the place each contact point settled on, and the contacts whose later
+    # entries agree only elsewhere. Second pass, for those (``exact``): every place each can
+    # still be, those where all its entries that depend on local time gave their answers.
+    settled: dict[str, Place] = field(default_factory=dict)
+    moved: set[str] = field(default_factory=set)
+    exact: frozenset[str] = frozenset()
     possible: dict[str, tuple[Place, ...]] = field(default_factory=dict)
     _block: int = -1
     _at_block: dict[tuple[str, int, int], _LedgerAt] = field(default_factory=dict)
@@ -510,20 +529,52 @@ class _Replayer:
             else:
                 self._disagreed(entry, decision, [decision])
             return
-        # The answer depends on the contact's local time: try each place the contact can still
-        # be (one decision per region and UTC offset), and keep those that give this answer.
+        report.inferred_place += 1
+        if entry.contact in self.exact:
+            self._everywhere(entry, inputs, rule_places)
+        else:
+            self._where_settled(entry, inputs, rule_places)
+
+    def _where_settled(
+        self, entry: Recorded, inputs: _Inputs, rule_places: tuple[Place, ...]
+    ) -> None:
+        """The answer at the place the contact settled on, else at the first place that gives
+        it (a contact that moves is marked for the second pass)."""
+        settled = self.settled.get(entry.contact)
+        decisions: list[Decision] = []
+        skip = None
+        if settled is not None and settled in _place_set(rule_places):
+            decision = decide(self._snapshot(entry, inputs, settled))
+            if _agrees(entry, decision):
+                self._agreed(entry, decision)
+                return
+            decisions.append(decision)
+            skip = (settled[0], _offset(settled[1], entry.at))
+        for members in _groups(rule_places, entry.at).values():
+            if (members[0][0], _offset(members[0][1], entry.at)) == skip:
+                continue
+            decision = decide(self._snapshot(entry, inputs, members[0]))
+            if _agrees(entry, decision):
+                if settled is not None:
+                    self.moved.add(entry.contact)
+                self.settled[entry.contact] = members[0]
+                self._agreed(entry, decision)
+                return
+            decisions.append(decision)
+        self._disagreed(entry, decisions[0], decisions)
+
+    def _everywhere(self, entry: Recorded, inputs: _Inputs, rule_places: tuple[Place, ...]) -> None:
+        """The answer at every place the contact can still be (one decision per region and UTC
+        offset): it agrees when one of them gives it, and the contact keeps those places."""
         possible = self.possible.get(entry.contact)
         candidates = rule_places
         if possible is not None:
             kept = tuple(p for p in possible if p in _place_set(rule_places))
             candidates = kept or rule_places
-        groups: dict[tuple[str | None, int | None], list[Place]] = {}
-        for place in candidates:
-            groups.setdefault((place[0], _offset(place[1], entry.at)), []).append(place)
         agreeing: list[Place] = []
         decisions: list[Decision] = []
         agreed: Decision | None = None
-        for members in groups.values():
+        for members in _groups(candidates, entry.at).values():
             decision = decide(self._snapshot(entry, inputs, members[0]))
             if _agrees(entry, decision):
                 agreeing += members
@@ -534,7 +585,6 @@ class _Replayer:
             self._disagreed(entry, decisions[0], decisions)
             return
         self.possible[entry.contact] = tuple(agreeing)
-        report.inferred_place += 1
         self._agreed(entry, agreed)
 
     def _inputs(self, entry: Recorded, block: int) -> _Inputs:
@@ -789,6 +839,14 @@ def _hours_apply(places: tuple[Place, ...], channel: int) -> bool:
         and regions & rule.scope.regions
         for rule in registry.LIMITS
     )
+
+
+def _groups(places: tuple[Place, ...], at: int) -> dict[tuple[str | None, int | None], list[Place]]:
+    """``places`` by region and UTC offset at ``at``: each group reads one local time."""
+    groups: dict[tuple[str | None, int | None], list[Place]] = {}
+    for place in places:
+        groups.setdefault((place[0], _offset(place[1], at)), []).append(place)
+    return groups
 
 
 _OFFSETS: dict[tuple[str, int], int] = {}
