@@ -32,6 +32,7 @@ from ledger.audit.tree import MerkleTree, extend
 from ledger.chain.client import Chain
 from ledger.chain.redact import redact
 from ledger.db.engine import connect
+from ledger.domain.errors import AnchorNotGrowing
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,13 @@ def anchor_once(chain: Chain, engine: Engine, *, log_id: int) -> Anchored | None
         log_id: the usage log's id on chain (``settings.log_id``).
 
     Returns:
-        The anchor written, or None when the chain already anchors the log's whole size.
+        The anchor written, or None when the chain already anchors the log's whole size (or
+        more: another process anchored meanwhile).
 
     Raises:
         LogBehindAnchor: the chain anchors more entries than the log has (never anchored over).
         LogDiverged: the log's entries under the chain's anchor no longer have its root.
-        LedgerError: the contract refused the anchor (e.g. another process anchored more).
+        LedgerError: the contract refused the anchor.
         ChainUnavailable: the node cannot be reached.
     """
     try:
@@ -91,7 +93,10 @@ def anchor_once(chain: Chain, engine: Engine, *, log_id: int) -> Anchored | None
         root = tree.root(size)
     if size == anchored:
         return None
-    receipt = chain.transact(chain.contract.functions.anchorRoot(log_id, size, root))
+    try:
+        receipt = chain.transact(chain.contract.functions.anchorRoot(log_id, size, root))
+    except AnchorNotGrowing:
+        return None  # another process anchored as much or more since the chain was read
     return Anchored(
         log_id=log_id,
         tree_size=size,

@@ -14,16 +14,29 @@ from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
 
 
-def open_ledger(tmp_path: Path, url: str, name: str = "ledger", **overrides: Any) -> Ledger:
-    """A ledger on the node at ``url`` with its own database (a fresh one deploys a contract)."""
+def open_ledger(
+    tmp_path: Path,
+    url: str,
+    name: str = "ledger",
+    *,
+    database_url: str | None = None,
+    **overrides: Any,
+) -> Ledger:
+    """A ledger on the node at ``url`` with its own database (a fresh one deploys a contract):
+    ``database_url``, else the SQLite file ``name`` in ``tmp_path``."""
     settings = Settings(
         chain="rpc",  # type: ignore[arg-type]
         rpc_url=url,
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / f'{name}.sqlite3'}",
+        database_url=database_url or f"sqlite:///{tmp_path / f'{name}.sqlite3'}",
         **overrides,
     )
     return Ledger.open(settings)
+
+
+def database_url(ledger: Ledger) -> str:
+    """The ledger's database URL, password included: for a second process on the same one."""
+    return ledger.engine.url.render_as_string(hide_password=False)
 
 
 def append(ledger: Ledger, count: int, *, company_id: int = 1) -> list[int]:

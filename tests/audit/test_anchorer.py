@@ -23,7 +23,15 @@ from ledger.cli import app
 from ledger.db.leader import Elected, LeaderLock
 from ledger.runtime import Ledger
 from ledger.settings import DEV_OPERATOR_KEY
-from tests.audit.anchoring import append, assert_chain_anchors_log, leaves, open_ledger, sent
+from tests.audit.anchoring import (
+    append,
+    assert_chain_anchors_log,
+    database_url,
+    leaves,
+    open_ledger,
+    sent,
+)
+from tests.servers import postgres_url
 from tests.stack import free_port
 
 try:
@@ -45,11 +53,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
     anvil.stop()
 
 
-@pytest.fixture
-def ledger(tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
-    opened = open_ledger(tmp_path, node.url)
-    yield opened
-    opened.engine.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
+    """A ledger on the node over SQLite and, when reachable, PostgreSQL (else skipped)."""
+    urls = iter([None]) if request.param == "sqlite" else postgres_url()
+    for url in urls:
+        opened = open_ledger(tmp_path, node.url, database_url=url)
+        yield opened
+        opened.engine.dispose()
 
 
 class Clock:
@@ -155,6 +166,35 @@ def test_anchoring_now_sends_nothing_when_nothing_is_new(ledger: Ledger) -> None
     assert sent(ledger.chain) == before + 1
 
 
+def test_the_command_anchoring_while_the_leader_does_is_harmless(
+    ledger: Ledger, tmp_path: Path, node: AnvilNode
+) -> None:
+    other = open_ledger(tmp_path, node.url, database_url=database_url(ledger))
+    try:
+        append(ledger, 600)  # two stored subtrees of 256: both processes extend the tree
+        start = threading.Barrier(2)
+        results: list[Anchored | None | BaseException] = []
+
+        def run(process: Ledger) -> None:
+            start.wait()
+            try:
+                results.append(anchor_once(process.chain, process.engine, log_id=1))
+            except BaseException as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in (ledger, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        written = [r for r in results if isinstance(r, Anchored)]
+        assert len(results) == 2 and len(written) >= 1, results
+        assert all(r is None or isinstance(r, Anchored) for r in results), results
+        assert_chain_anchors_log(ledger, 600)
+    finally:
+        other.engine.dispose()
+
+
 def test_a_log_shorter_than_the_chains_anchor_is_never_anchored_over(
     ledger: Ledger, tmp_path: Path, node: AnvilNode, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,7 +270,7 @@ def test_of_two_processes_only_the_leader_anchors_and_the_other_takes_over(
     ledger: Ledger, tmp_path: Path, node: AnvilNode
 ) -> None:
     # A second process on the same database and contract.
-    other = open_ledger(tmp_path, node.url)
+    other = open_ledger(tmp_path, node.url, database_url=database_url(ledger))
     anchored: dict[str, list[int]] = {"first": [], "second": []}
     rounds: dict[str, int] = {"first": 0, "second": 0}
 
@@ -298,7 +338,7 @@ def test_the_anchor_command_anchors_now_and_says_when_nothing_is_new(
         "QL_CHAIN": "rpc",
         "QL_RPC_URL": node.url,
         "QL_DATA_DIR": str(tmp_path),
-        "QL_DATABASE_URL": str(ledger.engine.url),
+        "QL_DATABASE_URL": database_url(ledger),
         "COLUMNS": "250",
     }
     runner = CliRunner()
