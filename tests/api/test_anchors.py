@@ -24,6 +24,7 @@ from ledger.runtime import Ledger
 from ledger.services import apikeys
 from ledger.services.apikeys import Role
 from tests.audit.anchoring import append, leaves, open_ledger
+from tests.servers import postgres_url
 from tests.stack import free_port
 
 try:
@@ -44,11 +45,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
     anvil.stop()
 
 
-@pytest.fixture
-def ledger(tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
-    opened = open_ledger(tmp_path, node.url)
-    yield opened
-    opened.engine.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
+    """A ledger on the node over SQLite and, when reachable, PostgreSQL (else skipped)."""
+    urls = iter([None]) if request.param == "sqlite" else postgres_url()
+    for url in urls:
+        opened = open_ledger(tmp_path, node.url, database_url=url)
+        yield opened
+        opened.engine.dispose()
 
 
 @pytest.fixture
