@@ -692,12 +692,13 @@ class _Replayer:
 
 def _agrees(entry: Recorded, d: Decision) -> bool:
     """Whether ``d`` is what ``entry`` records (``_differences`` is empty; faster)."""
-    codes = entry.reasons
+    if d.allowed is not (entry.decision == _ALLOWED) or len(d.reasons) != len(entry.reasons):
+        return False
+    for reason, code in zip(d.reasons, entry.reasons, strict=True):
+        if reason.code != code:
+            return False
     return (
-        d.allowed is (entry.decision == _ALLOWED)
-        and len(d.reasons) == len(codes)
-        and all(r.code == c for r, c in zip(d.reasons, codes, strict=True))
-        and (entry.rules is None or d.rules == entry.rules)
+        (entry.rules is None or d.rules == entry.rules)
         and d.grant_version == entry.grant_version
         and d.consumer == entry.consumer
         and (",".join(d.list_versions) or None) == entry.list_version

@@ -40,6 +40,7 @@ from ledger.chain.client import Chain
 from ledger.consent import messages
 from ledger.db.engine import connect, transaction
 from ledger.domain.channels import Channel
+from ledger.domain.errors import InvalidInput
 from ledger.domain.grants import ALL_DAYS, GrantTerms
 from ledger.runtime import Ledger
 from ledger.services.bulk import Item, check_many
@@ -517,11 +518,6 @@ def test_only_the_company_asked_about_is_replayed_but_every_company_counts_for_a
     assert [r["code"] for r in everyone.findings[0].reasons] == ["global_cap_reached"]
 
 
-def test_an_unreadable_export_line_names_its_seq() -> None:
-    with pytest.raises(Exception, match="unreadable usage entry 4"):
-        Recorded.of({"seq": 4, "at": "soon"})
-
-
 def test_the_cli_exits_1_on_a_violation_and_prints_it(
     ledger: Ledger, node: AnvilNode, person: LocalAccount, tmp_path: Path
 ) -> None:
@@ -632,3 +628,29 @@ def test_an_overseas_number_is_replayed_in_its_own_time(
     report = replayed(ledger, node)
     assert report.ok, [f.line() for f in report.findings]
     assert report.inferred_place == 3
+
+
+@pytest.mark.parametrize(
+    ("channel", "reasons", "expected"),
+    [
+        ("sms", ["grant_allows"], (1, ("grant_allows",))),
+        (0, '["revoked"]', (0, ("revoked",))),
+        ("MESSAGING", [], (3, ())),
+    ],
+)
+def test_an_entry_reads_from_an_export_line_or_a_row(
+    channel: object, reasons: object, expected: tuple[int, tuple[str, ...]]
+) -> None:
+    fields = {"seq": 1, "at": START, "company_id": 1, "contact": "ab" * 32, "decision": "refused"}
+    entry = Recorded.of({**fields, "channel": channel, "reasons": reasons, "basis": None})
+    assert (entry.channel, entry.reasons) == expected
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [{"channel": 9}, {"channel": "fax"}, {"at": "soon"}, {"reasons": "{}"}, {"basis": "[1]"}],
+)
+def test_an_unreadable_entry_names_its_seq(broken: dict[str, object]) -> None:
+    fields = {"seq": 4, "at": START, "company_id": 1, "contact": "ab" * 32, "channel": 1}
+    with pytest.raises(InvalidInput, match="unreadable usage entry 4"):
+        Recorded.of({**fields, "decision": "allowed", "reasons": "[]", **broken})
