@@ -128,7 +128,7 @@ class LogIntegrity:
         if self.corruption is not None:
             return self.corruption
         walked_seq, walked_hash = self._walked
-        verifier = Verifier([], size=walked_seq, last_hash=walked_hash)
+        verifier = Verifier([], size=walked_seq, last_hash=walked_hash, merkle=False)
         with connect(self.engine, read_only=True) as conn:
             problem = verifier.run(pages(conn, max(walked_seq, 1), BATCH_ROWS))
             if problem is None:
@@ -151,11 +151,11 @@ class LogIntegrity:
         # From the entry before the slice, so the first one's link is checked too.
         rows = page(conn, max(start, 1), self.rescan_rows + 1)
         if start == 0:
-            verifier = Verifier([])
+            verifier = Verifier([], merkle=False)
         else:
             if not rows or rows[0][0] != start:
                 return Problem(Kind.DELETED, start, f"entry {start} is no longer there")
-            verifier = Verifier([], size=start, last_hash=rows[0][3])
+            verifier = Verifier([], size=start, last_hash=rows[0][3], merkle=False)
         problem = verifier.run(iter([rows]))
         if problem is not None and problem.seq <= end:
             return problem
@@ -188,5 +188,7 @@ class LogVerifier(BackgroundLoop):
                 log.warning("usage log verifier: %s", exc.message)
             except SQLAlchemyError as exc:  # a damaged database: tried again next round
                 log.warning("usage log verifier: %s", str(exc).splitlines()[0][:200])
+            except Exception:  # a bug must not silently end the verification of the log
+                log.exception("usage log verifier failed; trying again next round")
             if self._stop.wait(self.interval):
                 return

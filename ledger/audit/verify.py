@@ -255,6 +255,9 @@ class Verifier:
     peaks: list[bytes] = field(default_factory=list)
     checkpoint: Checkpoint | None = None
     progress: Progress | None = None
+    # Keep the Merkle frontier (for the roots); the running service's walk, which checks no
+    # anchor and starts mid-log without peaks, only follows the hashes and the chain.
+    merkle: bool = True
     total: int | None = None
     read: int = 0
     checked: int = 0  # anchors checked
@@ -295,7 +298,7 @@ class Verifier:
         size, prev = self.size, self.last_hash
         anchors, nxt = self.anchors, self._next
         stop = anchors[nxt].tree_size if nxt < len(anchors) else -1
-        keep = self.checkpoint is not None
+        keep, merkle = self.checkpoint is not None, self.merkle
         leaves = self._leaves
         start = 0
         if self._resuming:
@@ -322,11 +325,12 @@ class Verifier:
                 self.size, self.last_hash = size, prev
                 self.read += i - start
                 return self._classify(batch, i, rest)
-            n, node = size, digest
-            while n & 1:
-                node = sha(b"\x01" + peaks.pop() + node).digest()
-                n >>= 1
-            peaks.append(node)
+            if merkle:
+                n, node = size, digest
+                while n & 1:
+                    node = sha(b"\x01" + peaks.pop() + node).digest()
+                    n >>= 1
+                peaks.append(node)
             size, prev = seq, stored
             if keep:
                 leaves.append((seq, digest))

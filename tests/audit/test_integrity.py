@@ -186,3 +186,11 @@ def test_an_entry_rehashed_in_place_breaks_the_link_to_the_next(ledger: Ledger) 
         )
     found = integrity.walk()
     assert found is not None and (found.seq, found.kind) == (3, "chain_broken")
+
+
+def test_the_walk_follows_the_log_round_after_round(ledger: Ledger) -> None:
+    integrity = LogIntegrity(ledger.engine, rescan_rows=2)
+    for count in (3, 2, 3, 1):  # odd sizes: the walk resumes mid-tree each round
+        append(ledger.engine, count)
+        assert integrity.walk() is None
+    assert integrity.verified == 9 and integrity.corruption is None
