@@ -174,6 +174,8 @@ class Ledger:
             return None
 
         def anchor_round(stop: threading.Event) -> None:
+            if self.integrity.corruption is not None:
+                return  # a broken log is not vouched for on chain (the verifier logged why)
             if self.node is None:
                 anchorer.tick(stop)
                 return

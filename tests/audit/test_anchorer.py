@@ -331,6 +331,27 @@ def test_up_and_serve_anchor_in_the_background(tmp_path: Path, node: AnvilNode) 
         off.engine.dispose()
 
 
+def test_a_log_the_verifier_found_broken_is_not_anchored(tmp_path: Path, node: AnvilNode) -> None:
+    ledger = open_ledger(tmp_path, node.url, anchor_every_entries=1, anchor_every_seconds=0)
+    try:
+        append(ledger, 3)
+        with ledger.engine.begin() as conn:  # an entry edited behind the log's back
+            conn.exec_driver_sql("DROP TRIGGER usage_entry_no_update")
+            conn.exec_driver_sql("UPDATE usage_entry SET decision = 'refused' WHERE seq = 2")
+        assert ledger.integrity.walk() is not None
+        before = sent(ledger.chain)
+        elected = ledger.anchor_in_background()
+        assert elected is not None
+        try:
+            wait_until(lambda: elected.lock.held)
+            time.sleep(1.5)  # a few rounds of the leader
+        finally:
+            elected.stop()
+        assert sent(ledger.chain) == before and ledger.chain.anchor(1)[1] == 0
+    finally:
+        ledger.engine.dispose()
+
+
 def test_the_anchor_command_anchors_now_and_says_when_nothing_is_new(
     ledger: Ledger, tmp_path: Path, node: AnvilNode
 ) -> None:
