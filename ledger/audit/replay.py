@@ -65,10 +65,6 @@ NOT_RECHECKABLE_LISTS = "not re-checkable: opposition list membership"
 NOT_RECHECKABLE_DECLARED = "not re-checkable: the facts of a declared basis"
 INFERRED_PLACE = "inferred: the contact's region and time zone, from the rule of law recorded"
 
-# Reason codes of the answers that read the national opposition list.
-_NATIONAL_LIST_CODES = frozenset(
-    {"on_opposition_list", "not_on_opposition_list", "opposition_list_stale"}
-)
 _BATCH = 20_000  # entries read from the database at a time
 # Plain strings on the hot path: an enum member read from its class is a descriptor call.
 _ALLOWED, _OUTCOME = EntryKind.ALLOWED.value, EntryKind.OUTCOME.value
@@ -651,7 +647,7 @@ class _Replayer:
             block_number=inputs.block,
             window=inputs.window,
             cap_window=inputs.cap_window,
-            opposition=_opposition(entry.list_version, entry.reasons, entry.basis_kind),
+            opposition=_opposition(entry.list_version, entry.reasons, entry.company_id),
             declared=_declared(entry),
             company_contacts=contacts,
             last_refusal_at=self.refusals.get(key),
@@ -743,24 +739,27 @@ def _decision_dict(decision: Decision) -> dict[str, Any]:
 
 @lru_cache(maxsize=1024)
 def _opposition(
-    list_version: str | None, reasons: tuple[str, ...], basis_kind: str | None
+    list_version: str | None, reasons: tuple[str, ...], company_id: int
 ) -> OppositionStatus:
     """The opposition lists as the entry read them: their versions, listed or not, stale or not.
 
-    ``list_version`` is the national list, then the company's; the national list is read only
-    by an answer that rests on it (its codes or its basis say so).
+    A version names its owner (``lists.importer``): ``C<company>-...`` is the company's own
+    list, a region's code the national list, read only by an answer that rests on it.
     """
-    versions = list_version.split(",") if list_version else []
+    company_prefix = f"C{company_id}-"
+    national = company = None
+    for version in list_version.split(",") if list_version else ():
+        if version.startswith(company_prefix):
+            company = version
+        else:
+            national = version
     codes = set(reasons)
-    national = None
-    if versions and (basis_kind == BasisKind.OPPOSITION_LIST.value or codes & _NATIONAL_LIST_CODES):
-        national = versions.pop(0)
     return OppositionStatus(
         version=national,
         listed="on_opposition_list" in codes,
         # A stale copy is stale by any legal limit: its age is not in the log.
         fetched_at=0 if "opposition_list_stale" in codes else None,
-        company_version=versions[-1] if versions else None,
+        company_version=company,
         company_listed="company_do_not_call" in codes,
     )
 

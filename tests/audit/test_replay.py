@@ -42,6 +42,8 @@ from ledger.db.engine import connect, transaction
 from ledger.domain.channels import Channel
 from ledger.domain.errors import InvalidInput
 from ledger.domain.grants import ALL_DAYS, GrantTerms
+from ledger.lists.formats import ListFormat
+from ledger.lists.importer import ListImport, import_lines
 from ledger.runtime import Ledger
 from ledger.services.bulk import Item, check_many
 from ledger.settings import Settings
@@ -654,3 +656,55 @@ def test_an_unreadable_entry_names_its_seq(broken: dict[str, object]) -> None:
     fields = {"seq": 4, "at": START, "company_id": 1, "contact": "ab" * 32, "channel": 1}
     with pytest.raises(InvalidInput, match="unreadable usage entry 4"):
         Recorded.of({**fields, "decision": "allowed", "reasons": "[]", **broken})
+
+
+def test_an_answer_resting_on_an_opposition_list_must_name_the_list_it_read(
+    ledger: Ledger, node: AnvilNode, person: LocalAccount
+) -> None:
+    national = import_lines(
+        ["202,4561111"],
+        ListImport(region="US", fmt=ListFormat.DNC),
+        cache=ledger.lists,
+        source="ftc-test",
+        fetched_at=START - DAY,
+    ).snapshot.version
+    own = import_lines(
+        ["+33 6 12 34 56 78"],
+        ListImport(region="FR", fmt=ListFormat.LINES, company_id=1),
+        cache=ledger.lists,
+        source="crm",
+        fetched_at=START - DAY,
+    ).snapshot.version
+    noon_in_new_york = START + 8 * 3600
+    asked = [
+        ledger.checker.check(
+            company_id=1, contact=contact, channel=channel, record=True, now=noon_in_new_york
+        )
+        for contact, channel in [
+            ("+1 212 555 0143", Channel.CALL),  # absent from the national list: allowed
+            ("+1 202 456 1111", Channel.CALL),  # on it
+            ("+33 6 12 34 56 78", Channel.SMS),  # on the company's own list
+        ]
+    ]
+    assert [r.decision.codes for r in asked] == [
+        ["not_on_opposition_list"],
+        ["contact_not_linked", "on_opposition_list"],
+        ["company_do_not_call"],
+    ]
+    clean = replayed(ledger, node)
+    assert clean.ok, [f.line() for f in clean.findings]
+    assert clean.on_lists == 2
+
+    assert asked[0].receipt is not None
+    with transaction(ledger.engine) as session:
+        allowed = session.get(UsageEntry, asked[0].receipt.seq)
+    assert allowed is not None and allowed.list_version == f"{national},{own}"
+    # Recorded without the national list, or with the company's own in its place.
+    seqs = [
+        plant(ledger, allowed, at=noon_in_new_york + 60, list_version=None),
+        plant(ledger, allowed, at=noon_in_new_york + 120, list_version=own),
+    ]
+    found = replayed(ledger, node).findings
+    assert [(f.seq, f.kind) for f in found] == [(s, FindingKind.VIOLATION) for s in seqs]
+    unavailable = ["contact_not_linked", "opposition_list_unavailable"]
+    assert [[r["code"] for r in f.reasons] for f in found] == [unavailable, unavailable]
