@@ -69,6 +69,7 @@ _BATCH = 20_000  # entries read from the database at a time
 # Plain strings on the hot path: an enum member read from its class is a descriptor call.
 _ALLOWED, _OUTCOME = EntryKind.ALLOWED.value, EntryKind.OUTCOME.value
 _REFUSED_BY_CONSUMER = Outcome.REFUSED_BY_CONSUMER.value
+_ON_A_LIST = BasisKind.OPPOSITION_LIST
 # The counters of a report, summed over the slices of a parallel replay.
 _COUNTS = (
     "entries",
@@ -656,7 +657,7 @@ class _Replayer:
     def _agreed(self, entry: Recorded, decision: Decision) -> None:
         report = self.report
         report.agreed += 1
-        if decision.basis is BasisKind.OPPOSITION_LIST or "on_opposition_list" in entry.reasons:
+        if decision.basis is _ON_A_LIST or "on_opposition_list" in entry.reasons:
             report.on_lists += 1
         elif decision.basis is not None and decision.basis in DECLARABLE:
             report.declared += 1
