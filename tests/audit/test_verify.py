@@ -20,7 +20,16 @@ from ledger.audit import export, merkle
 from ledger.audit.anchors import anchors_from_chain, anchors_from_index
 from ledger.audit.checkpoint import Checkpoint, CheckpointMismatch
 from ledger.audit.export import ExportSource
-from ledger.audit.verify import COLUMNS, DatabaseSource, Kind, Result, leaf_data, verify
+from ledger.audit.verify import (
+    COLUMNS,
+    DatabaseSource,
+    Kind,
+    Result,
+    Verifier,
+    _extend,
+    leaf_data,
+    verify,
+)
 from ledger.chain.anvil import AnvilNode, anvil_binary
 from ledger.runtime import Ledger
 from ledger.usage.hashing import GENESIS_HASH, canonical, leaf_hash
@@ -316,3 +325,17 @@ def test_the_fast_bytes_are_the_logs_canonical_bytes(**fields: Any) -> None:
     row = {**fields, "seq": seq, "prev_hash": "ab" * 32, "entry_hash": ""}
     expected = b"\x00" + canonical(fields, seq=seq, prev_hash="ab" * 32)
     assert leaf_data(tuple(row[c] for c in COLUMNS)) == expected
+
+
+@given(
+    count=st.integers(min_value=0, max_value=300),
+    cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=6),
+)
+def test_the_frontier_fed_in_any_pieces_gives_the_rfc_root(count: int, cuts: list[int]) -> None:
+    leaves = [merkle.leaf_hash(b"%d" % i) for i in range(count)]
+    verifier = Verifier([])
+    start = 0
+    for end in [*sorted(c for c in cuts if c <= count), count]:
+        _extend(verifier.peaks, start, leaves[start:end])
+        start = end
+        assert verifier.root() == merkle.root(leaves[:end])
