@@ -4,7 +4,7 @@ An auditor does not read the operator's event index. ``ChainHistory.read`` runs 
 own indexer (the same decoding and projection, ``ledger.index``) over the contract's logs
 fetched from a node into a fresh temporary database, then loads every entity's history into
 memory as timelines sorted by block: the state at block ``B`` is a bisection, not a query,
-so that a replay decides tens of thousands of entries a second.
+so that reading what an entry's decision read costs microseconds.
 
 Example:
     >>> history = ChainHistory.read(Chain.connect(url, operator_key=key, attempts=3))

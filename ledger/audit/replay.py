@@ -14,9 +14,13 @@ What the chain and the log cannot tell, the replay takes from the entry and says
   the list version the law needs;
 - a declared basis (an ongoing contract, an appointment...): the facts as the entry declares
   them, judged again at the entry's time;
-- the contact's region and time zone (an entry holds only the contact's commitment): each
-  place the recorded rule of law covers is tried, and the entry agrees when one of them gives
-  the recorded answer; it is reported only when none does.
+- the contact's region and time zone (an entry holds only the contact's commitment): the
+  places the recorded rule of law covers are tried, and all the entries of one contact point
+  must agree on one of them, so that a call allowed at 21:00 in Paris does not pass as one made
+  in Guadeloupe once the number's earlier calls placed it.
+
+The block an entry names must be on the chain; that it was the newest the operator could have
+read is not checked (how far the index may lag is the operator's setting).
 
 A refusal recorded before the ledger was read (no block: the index lagged, the node or the
 list was unavailable) is not replayable: failing closed is never a violation.
