@@ -256,7 +256,8 @@ def replay(
 
     Args:
         entries: the whole log in ``seq`` order (every company: a consumer's global cap
-            counts the contacts of all of them). Held in memory for the second pass.
+            counts the contacts of all of them). A second pass reads it again: an iterator is
+            then held in memory, a re-readable source (``Reread``, a list) is read again.
         history: the ledger at every block, from the chain.
         company_id: replay only this company's decisions (the others are still counted).
         progress: called now and then with the number of entries read so far.
@@ -267,18 +268,20 @@ def replay(
     Returns:
         The report: counts and the entries that disagree.
     """
-    log = entries if isinstance(entries, Sequence) else list(entries)
     if workers > 1:
+        log = entries if isinstance(entries, Sequence) else list(entries)
         report = _in_parallel(log, history, company_id, workers)
     else:
-        report = _replay_share(log, history, company_id, (0, 1), progress)
+        # A second pass reads the log again: an iterator that cannot be is kept in memory.
+        again = entries if iter(entries) is not entries else list(entries)
+        report = _replay_share(again, history, company_id, (0, 1), progress)
     if progress is not None:
         progress(report.entries)
     return report
 
 
 def _replay_share(
-    log: Sequence[Recorded],
+    log: Iterable[Recorded],
     history: ChainHistory,
     company_id: int | None,
     share: tuple[int, int],
@@ -376,16 +379,27 @@ def replay_log(
     size = None if engine is None else log_size(engine)
     history = ChainHistory.read(chain, start_block=start_block, progress=on_chain)
     if engine is not None:
-        entries = entries_from_database(engine, upto=size or 0)
+        entries: Iterable[Recorded] = Reread(lambda: entries_from_database(engine, upto=size))
     else:
         assert export is not None  # one of the two, checked above
-        entries = entries_from_export(export)
+        entries = Reread(lambda: entries_from_export(export))
 
     def progress(n: int) -> None:
         if on_entries is not None:
             on_entries(n, size)
 
     return replay(entries, history, company_id=company_id, progress=progress, workers=workers)
+
+
+class Reread(Iterable[Recorded]):
+    """A log that each iteration reads again from its source (the database, an export), so
+    that a replay's second pass needs no copy of it in memory."""
+
+    def __init__(self, read: Callable[[], Iterator[Recorded]]) -> None:
+        self.read = read
+
+    def __iter__(self) -> Iterator[Recorded]:
+        return self.read()
 
 
 def entries_from_database(

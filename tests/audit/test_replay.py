@@ -34,6 +34,7 @@ from ledger.audit.replay import (
     entries_from_database,
     entries_from_export,
     replay,
+    replay_log,
 )
 from ledger.chain.anvil import AnvilNode, anvil_binary
 from ledger.chain.client import Chain
@@ -104,11 +105,15 @@ def company(ledger: Ledger) -> int:
     return 1
 
 
-def auditor_history(ledger: Ledger, node: AnvilNode) -> ChainHistory:
+def auditor_chain(ledger: Ledger, node: AnvilNode) -> Chain:
     """The chain as an auditor reads it: its own client on the RPC URL, no operator key."""
     chain = Chain.connect(node.url, operator_key=Account.create().key.hex())
     chain.use(ledger.chain.address)
-    return ChainHistory.read(chain)
+    return chain
+
+
+def auditor_history(ledger: Ledger, node: AnvilNode) -> ChainHistory:
+    return ChainHistory.read(auditor_chain(ledger, node))
 
 
 def replayed(ledger: Ledger, node: AnvilNode) -> ReplayReport:
@@ -615,6 +620,9 @@ def test_a_call_planted_outside_the_statutory_hours_is_a_violation(
     assert (finding.seq, finding.kind) == (seq, FindingKind.VIOLATION)
     assert "outside_statutory_hours" in [r["code"] for r in finding.reasons]
     assert replay(log, history, workers=2).as_dict() == report.as_dict()
+    # The second pass reads the live log again from the database.
+    live = replay_log(auditor_chain(ledger, node), engine=ledger.engine)
+    assert live.as_dict() == report.as_dict()
 
 
 def test_an_overseas_number_is_replayed_in_its_own_time(
