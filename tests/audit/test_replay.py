@@ -40,6 +40,7 @@ from ledger.chain.anvil import AnvilNode, anvil_binary
 from ledger.chain.client import Chain
 from ledger.consent import messages
 from ledger.db.engine import connect, transaction
+from ledger.domain.bases import BasisKind, Declared
 from ledger.domain.channels import Channel
 from ledger.domain.errors import InvalidInput
 from ledger.domain.grants import ALL_DAYS, GrantTerms
@@ -716,3 +717,32 @@ def test_an_answer_resting_on_an_opposition_list_must_name_the_list_it_read(
     assert [(f.seq, f.kind) for f in found] == [(s, FindingKind.VIOLATION) for s in seqs]
     unavailable = ["contact_not_linked", "opposition_list_unavailable"]
     assert [[r["code"] for r in f.reasons] for f in found] == [unavailable, unavailable]
+
+
+def test_a_declared_basis_is_judged_again_from_the_facts_the_entry_records(
+    ledger: Ledger, node: AnvilNode, person: LocalAccount
+) -> None:
+    contract = Declared(
+        BasisKind.ONGOING_CONTRACT, contract_reference="C-42", subject="energy supply"
+    )
+    evening = START + 630 * 60  # 21:00 in Paris: a call within a contract is exempt
+    result = ledger.checker.check(
+        company_id=1,
+        contact="+33 6 12 34 56 78",
+        channel=Channel.CALL,
+        record=True,
+        now=evening,
+        declared=contract,
+    )
+    assert result.decision.codes == ["basis_admitted"] and result.receipt is not None
+    clean = replayed(ledger, node)
+    assert clean.ok and clean.declared == 1
+
+    with transaction(ledger.engine) as session:
+        allowed = session.get(UsageEntry, result.receipt.seq)
+    assert allowed is not None
+    ended = json.dumps({**json.loads(allowed.basis or "{}"), "contract_ends_at": START})
+    seq = plant(ledger, allowed, at=evening + 60, basis=ended)
+    [finding] = replayed(ledger, node).findings
+    assert (finding.seq, finding.kind) == (seq, FindingKind.VIOLATION)
+    assert [r["code"] for r in finding.reasons] == ["basis_invalid"]
