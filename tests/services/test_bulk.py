@@ -17,6 +17,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import text
 
+from ledger.audit.integrity import LogIntegrity
 from ledger.consent import messages
 from ledger.db.engine import transaction
 from ledger.db.prepared import Prepared
@@ -179,6 +180,11 @@ def rolled_back(ledger: Ledger) -> Iterator[None]:
     with closing(sqlite3.connect(path)) as live:
         saved.backup(live)
     saved.close()
+    # The restored log lost entries this process saw written, as a truncation would: start
+    # its verification afresh, as the restart after a repair does.
+    ledger.integrity = LogIntegrity(ledger.engine)
+    ledger.integrity.watch()
+    ledger.checker.integrity = ledger.integrity
 
 
 def log_size(ledger: Ledger) -> int:
