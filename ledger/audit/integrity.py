@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from ledger.usage import log as usage_log
 from ledger.usage.hashing import GENESIS_HASH
 
 log = logging.getLogger(__name__)
+
+WALK_BATCHES = 5  # batches of new entries re-hashed per round
 
 
 class UsageLogCorrupt(Unavailable):
@@ -130,7 +133,10 @@ class LogIntegrity:
         walked_seq, walked_hash = self._walked
         verifier = Verifier([], size=walked_seq, last_hash=walked_hash, merkle=False)
         with connect(self.engine, read_only=True) as conn:
-            problem = verifier.run(pages(conn, max(walked_seq, 1), BATCH_ROWS))
+            # At most a few batches a round: a process starting on a long log catches up over
+            # several rounds instead of holding the interpreter for one long walk.
+            batches = itertools.islice(pages(conn, max(walked_seq, 1), BATCH_ROWS), WALK_BATCHES)
+            problem = verifier.run(batches)
             if problem is None:
                 self._walked = (verifier.size, verifier.last_hash)
                 with self._lock:
