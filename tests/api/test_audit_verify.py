@@ -182,3 +182,19 @@ def test_only_a_regulator_may_verify(client: TestClient, ledger: Ledger) -> None
 def test_an_unreachable_node_cannot_verify(ledger: Ledger) -> None:
     code, body = cli("--rpc-url", f"http://127.0.0.1:{free_port()}", ledger=ledger)
     assert code == 2 and body["ok"] is False and body["error"]
+
+
+def test_a_person_reads_one_line_naming_the_kind_and_the_seq(
+    ledger: Ledger, node: AnvilNode
+) -> None:
+    append(ledger, 4)
+    anchor(ledger, 4)
+    env = {"QL_DATABASE_URL": ledger.settings.sqlalchemy_url}
+    ok = runner.invoke(app, ["audit", "verify", "--rpc-url", node.url], env=env)
+    assert ok.exit_code == 0 and "ok: 4 entries verified" in ok.stdout
+    with ledger.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER usage_entry_no_update")
+        conn.exec_driver_sql("UPDATE usage_entry SET channel = 2 WHERE seq = 3")
+    bad = runner.invoke(app, ["audit", "verify", "--rpc-url", node.url], env=env)
+    assert bad.exit_code == 1
+    assert "tampered: edited at seq 3" in " ".join(bad.stdout.split())
