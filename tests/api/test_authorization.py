@@ -87,6 +87,8 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("DELETE", "/v1/keys/{key_id}"): Access(REGULATOR, "/v1/keys/000000000000"),
     ("GET", "/v1/usage/export"): Access(REGULATOR),
     ("GET", "/v1/audit/verify"): Access(REGULATOR),
+    ("GET", "/v1/audit/replay"): Access(REGULATOR),
+    ("GET", "/v1/audit/report"): Access(REGULATOR),
     # Whoever checks the log: the anchors, and the proofs between them.
     ("GET", "/v1/anchors"): Access(COMPANIES | REGULATOR),
     ("GET", "/v1/anchors/{size1}/consistency/{size2}"): Access(
