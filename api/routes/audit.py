@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from api.deps import LedgerDep, RegulatorDep
+from api.routes.usage import AfterSeq
 from api.schemas import ReplayOut, VerifyOut
 from ledger.audit import export
 from ledger.audit.anchors import anchors_from_chain, anchors_from_index
@@ -99,9 +100,6 @@ def audit_report(
     if fmt is ReportFormat.JSON:
         return Response(report.model_dump_json(), media_type="application/json", headers=headers)
     return HTMLResponse(render_html(report), headers=headers)
-
-
-AfterSeq = Annotated[int, Query(ge=0, lt=1 << 63)]
 
 
 @router.get(

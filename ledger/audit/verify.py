@@ -610,8 +610,13 @@ class DatabaseSource:
         return 0 if head is None else int(head[0])
 
 
+_LAST_SEQ = (1 << 63) - 1  # the largest seq a BIGINT column holds
+
+
 def rows_after(engine: Engine, after: int, page: int) -> Iterator[list[Row]]:
     """The rows (``COLUMNS``) after ``after`` in pages, each read in its own short snapshot."""
+    if after >= _LAST_SEQ:  # nothing can follow; and after + 1 would not fit the column
+        return
     start = after + 1
     while True:
         with connect(engine, read_only=True) as conn:
