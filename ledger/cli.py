@@ -29,6 +29,9 @@ from ledger.audit.anchors import anchors_from_chain
 from ledger.audit.checkpoint import Checkpoint
 from ledger.audit.export import ExportAnchor, ExportSource, unconfirmed
 from ledger.audit.replay import ReplayReport, replay_log
+from ledger.audit.report import MAX_DAYS, Period, ReportFormat
+from ledger.audit.report_audits import audited_report
+from ledger.audit.report_html import render_html
 from ledger.audit.verify import DatabaseSource
 from ledger.audit.verify import Result as VerifyResult
 from ledger.audit.verify import verify as verify_log
@@ -75,6 +78,14 @@ console = Console()
 ChainOpt = Annotated[ChainKind | None, typer.Option(help="anvil (default), memory or rpc")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="data directory (default ./.quota-ledger)")]
 ApiOpt = Annotated[str, typer.Option(help="quota-ledger API base URL")]
+# What an auditor may point the audit commands at instead of the operator's configuration.
+RpcUrlOpt = Annotated[
+    str | None, typer.Option(help="the chain's JSON-RPC URL (default: the configured node)")
+]
+ContractOpt = Annotated[
+    str | None, typer.Option(help="the ledger contract (default: the configured one)")
+]
+FromBlockOpt = Annotated[int, typer.Option(help="first block whose events are read")]
 
 
 def settings_from(chain: ChainKind | None = None, data_dir: Path | None = None) -> Settings:
@@ -405,19 +416,16 @@ def wallet_revoke(
 
 @audit_app.command("replay")
 def audit_replay(
-    rpc_url: Annotated[
-        str | None, typer.Option(help="the chain's JSON-RPC URL (default: the configured node)")
-    ] = None,
-    contract: Annotated[
-        str | None, typer.Option(help="the ledger contract (default: the configured one)")
-    ] = None,
+    rpc_url: RpcUrlOpt = None,
+    contract: ContractOpt = None,
     export: Annotated[
         Path | None, typer.Option(help="a JSON Lines export to replay instead of the database")
     ] = None,
     company: Annotated[
         int | None, typer.Option(help="replay only this company's decisions")
     ] = None,
-    from_block: Annotated[int, typer.Option(help="first block whose events are read")] = 0,
+    from_block: FromBlockOpt = 0,
+    workers: Annotated[int, typer.Option(min=1, help="processes that share a long replay")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -448,6 +456,7 @@ def audit_replay(
                 start_block=from_block,
                 on_chain=on_chain,
                 on_entries=on_entries,
+                workers=workers,
             )
     except (LedgerError, OSError, ValueError) as exc:
         message = exc.message if isinstance(exc, LedgerError) else str(exc)
@@ -496,14 +505,83 @@ def _print_replay(report: ReplayReport) -> None:
         console.print(f"{what} ({count:,} decisions)", markup=False, highlight=False)
 
 
+@audit_app.command("report")
+def audit_report(
+    company: Annotated[int | None, typer.Option(help="one company (default: all)")] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=MAX_DAYS, help="the last N days, today included")
+    ] = 30,
+    since: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="first day (UTC), with --until")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="last day (UTC), included")
+    ] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="html or json")] = (
+        ReportFormat.HTML
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
+    verify_log: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="re-hash the log against the anchors")
+    ] = True,
+    replay: Annotated[
+        bool, typer.Option("--replay/--no-replay", help="replay every decision from the chain")
+    ] = True,
+    rpc_url: RpcUrlOpt = None,
+    contract: ContractOpt = None,
+    from_block: FromBlockOpt = 0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Write the audit report (HTML or JSON): contacts, quotas, refusals, violations, anchors."""
+    now = int(time.time())
+    try:
+        period = Period.asked(
+            days=days,
+            first=since.date() if since else None,
+            last=until.date() if until else None,
+            now=now,
+        )
+    except LedgerError as exc:
+        raise typer.BadParameter(f"{exc.message} (--since, --until)") from exc
+    settings = settings_from(None, data_dir)
+    engine = migrated_engine(settings.sqlalchemy_url)
+    try:
+        chain = _audit_chain(settings, engine, rpc_url, contract) if verify_log or replay else None
+        with console.status("running the audits against the chain", spinner="dots"):
+            report = audited_report(
+                engine,
+                chain,
+                period=period,
+                company_id=company,
+                log_id=settings.log_id,
+                now=now,
+                run_verify=verify_log,
+                run_replay=replay,
+                from_block=from_block,
+            )
+    except (LedgerError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LedgerError) else str(exc)
+        console.print(f"[red]cannot make the report:[/red] {message}")
+        console.print("(--no-verify --no-replay makes it from the database alone)")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    text = report.model_dump_json(indent=2) if fmt is ReportFormat.JSON else render_html(report)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"report written to {output}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     export: Annotated[
         Path | None, typer.Option(help="a JSON Lines export to verify instead of the database")
     ] = None,
-    rpc_url: Annotated[
-        str | None, typer.Option(help="the chain's JSON-RPC URL (default: the configured node)")
-    ] = None,
+    rpc_url: RpcUrlOpt = None,
     contract: Annotated[
         str | None,
         typer.Option(help="the ledger contract (default: the database's, or the export's)"),
