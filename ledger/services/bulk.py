@@ -35,12 +35,12 @@ from ledger.domain.state import CompanyRecord, ConsumerRecord, LedgerState, Link
 from ledger.index.state import IndexedState
 from ledger.services import bulk_parse, bulk_reads, gc_pause
 from ledger.services.checks import (
+    Ask,
     Checker,
     CheckResult,
     SnapshotState,
-    _Ask,
-    _check_channel,
-    _unavailable_code,
+    check_channel,
+    unavailable_code,
 )
 from ledger.usage import log as usage_log
 from ledger.usage.locks import lock
@@ -102,7 +102,7 @@ def _outcomes(
     record: bool,
 ) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(items)
-    asks: list[_Ask] = []
+    asks: list[Ask] = []
     where: list[int] = []
     for index, (item, contact) in enumerate(zip(items, parsed, strict=True)):
         try:
@@ -144,7 +144,7 @@ def scrub_lines(
         parsed = iter(bulk_parse.gather(futures))
         with gc_pause.paused():  # released before the chunk is handed on
             at = int(checker.clock())
-            asks: list[_Ask] = []
+            asks: list[Ask] = []
             cells: list[list[str] | None] = []  # the appended cells, None where a check answers
             for row in chunk:
                 if column >= len(row):
@@ -174,7 +174,7 @@ def csv_line(row: list[str]) -> str:
     return out.getvalue()
 
 
-def answer_many(checker: Checker, asks: Sequence[_Ask]) -> list[CheckResult]:
+def answer_many(checker: Checker, asks: Sequence[Ask]) -> list[CheckResult]:
     """The results of ``asks`` (parsed, of one company, at one time), in order."""
     if not asks:
         return []
@@ -197,12 +197,12 @@ def _ask(
     channel: Channel,
     at: int,
     record: bool = False,
-) -> _Ask:
+) -> Ask:
     """The question of one row, or the ``InvalidContact`` the single check raises for it."""
     if isinstance(parsed, str):
         raise InvalidContact(raw, parsed)
-    _check_channel(parsed, channel)
-    return _Ask(
+    check_channel(parsed, channel)
+    return Ask(
         company_id=company_id,
         contact=parsed,
         commitment=contacts.commitment(parsed, checker.salt),
@@ -226,7 +226,7 @@ class _Chunk:
     """One chunk's answers: state read at one block, counted and recorded in one transaction."""
 
     checker: Checker
-    asks: Sequence[_Ask]
+    asks: Sequence[Ask]
     # Windows read once per chunk, by key; a recorded allow is added to those already read.
     _grant_windows: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     _cap_windows: dict[str, list[int]] = field(default_factory=dict)
@@ -236,7 +236,7 @@ class _Chunk:
         try:
             block, company, views = self._read_state()
         except Unavailable as exc:
-            refusal = Decision(False, [Reason(_unavailable_code(exc), exc.message)])
+            refusal = Decision(False, [Reason(unavailable_code(exc), exc.message)])
             return self._refuse_all(refusal)
         lists = self.checker.lists
         company_id = self.asks[0].company_id
@@ -348,7 +348,7 @@ class _Chunk:
     def _decide(
         self,
         conn: Connection,
-        ask: _Ask,
+        ask: Ask,
         block: int,
         company: CompanyRecord,
         view: _View,
@@ -383,7 +383,7 @@ class _Chunk:
         return self._recorded(conn, ask, decision, ask.counted(decision, window, view.grant))
 
     def _grant_window(
-        self, conn: Connection, ask: _Ask, consumer: str, grant: GrantRecord
+        self, conn: Connection, ask: Ask, consumer: str, grant: GrantRecord
     ) -> list[int]:
         key = (consumer, int(ask.channel))
         if key not in self._grant_windows:
@@ -397,7 +397,7 @@ class _Chunk:
         return list(self._grant_windows[key])
 
     def _cap_window(
-        self, conn: Connection, ask: _Ask, consumer: str, rec: ConsumerRecord | None
+        self, conn: Connection, ask: Ask, consumer: str, rec: ConsumerRecord | None
     ) -> list[int]:
         if rec is None or rec.cap_max == 0:
             return []
@@ -408,7 +408,7 @@ class _Chunk:
         return list(self._cap_windows[consumer])
 
     def _recorded(
-        self, conn: Connection, ask: _Ask, decision: Decision, answer: Decision | None
+        self, conn: Connection, ask: Ask, decision: Decision, answer: Decision | None
     ) -> CheckResult:
         """Appends ``decision`` when the chunk records (answering ``answer`` if given), and
         counts an allowed contact in the windows already read for the rows after it."""

@@ -56,7 +56,7 @@ class SnapshotState(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Ask:
+class Ask:
     """One question: may this company contact this contact on this channel at ``at``?"""
 
     company_id: int
@@ -217,8 +217,8 @@ class Checker:
             Exception: whatever ``on_record`` raised; the contact was then not recorded.
         """
         parsed = contacts.parse_contact(contact, default_region=self.default_region)
-        _check_channel(parsed, channel)
-        ask = _Ask(
+        check_channel(parsed, channel)
+        ask = Ask(
             company_id=company_id,
             contact=parsed,
             commitment=contacts.commitment(parsed, self.salt),
@@ -236,11 +236,11 @@ class Checker:
             # Without a usage log to trust nothing can be counted: refuse, and record nothing.
             return CheckResult(Decision(False, [Reason(exc.code, exc.message)]), parsed)
 
-    def _answer(self, ask: _Ask) -> CheckResult:
+    def _answer(self, ask: Ask) -> CheckResult:
         try:
             view = self._read_state(ask)
         except Unavailable as exc:
-            return self._refuse(ask, Decision(False, [Reason(_unavailable_code(exc), exc.message)]))
+            return self._refuse(ask, Decision(False, [Reason(unavailable_code(exc), exc.message)]))
         try:
             opposition = (
                 OppositionStatus()
@@ -252,7 +252,7 @@ class Checker:
             return self._refuse(ask, Decision(False, [reason], consumer=view.consumer))
         return self._decide(view, opposition, ask)
 
-    def _decide(self, view: _LedgerView, opposition: OppositionStatus, ask: _Ask) -> CheckResult:
+    def _decide(self, view: _LedgerView, opposition: OppositionStatus, ask: Ask) -> CheckResult:
         # Recording takes the write lock before counting (SQLite BEGIN IMMEDIATE, PostgreSQL's
         # advisory lock), so N concurrent checks on a quota of k record exactly k allows. A
         # check that records nothing only counts, from a snapshot that waits for no writer.
@@ -298,7 +298,7 @@ class Checker:
             conn, consumer=view.consumer, since=at - rec.cap_period, newest=rec.cap_max
         )
 
-    def _read_state(self, ask: _Ask) -> _LedgerView:
+    def _read_state(self, ask: Ask) -> _LedgerView:
         if self._head_in_snapshot():
             # The head from memory and the checkpoint in the snapshot: one transaction.
             with self._snapshot() as state:
@@ -312,7 +312,7 @@ class Checker:
         return bool(getattr(self._state, "watching", False))
 
     @staticmethod
-    def _read_at(state: LedgerState, block: int, ask: _Ask) -> _LedgerView:
+    def _read_at(state: LedgerState, block: int, ask: Ask) -> _LedgerView:
         company = state.company(ask.company_id, block)
         link = state.link(ask.commitment, block)
         if link.consumer is None or company.status is CompanyStatus.NONE:
@@ -321,7 +321,7 @@ class Checker:
         record = state.consumer(link.consumer, block)
         return _LedgerView(block, company, link.consumer, grant, record)
 
-    def _refuse(self, ask: _Ask, refusal: Decision) -> CheckResult:
+    def _refuse(self, ask: Ask, refusal: Decision) -> CheckResult:
         """A refusal decided before the log was read, recorded when the check records."""
         if not ask.record:
             return CheckResult(refusal, ask.contact)
@@ -330,14 +330,14 @@ class Checker:
             return _recorded(conn, ask, CheckResult(refusal, ask.contact, receipt))
 
 
-def _recorded(conn: Connection, ask: _Ask, result: CheckResult) -> CheckResult:
+def _recorded(conn: Connection, ask: Ask, result: CheckResult) -> CheckResult:
     """``result``, once the caller's ``on_record`` wrote its part in the same transaction."""
     if ask.on_record is not None:
         ask.on_record(conn, result)
     return result
 
 
-def _statutory_counts(conn: Connection, ask: _Ask) -> tuple[list[int], int | None]:
+def _statutory_counts(conn: Connection, ask: Ask) -> tuple[list[int], int | None]:
     """What the statutory limits in force count: this company's contacts to this contact point
     over the longest frequency period, and the consumer's last refusal of it."""
     limits = registry.limits(ask.contact.region, ask.channel, ask.at)
@@ -366,7 +366,7 @@ def _basis_record(decision: Decision, declared: Declared | None) -> str | None:
     return json.dumps({"kind": decision.basis.value})
 
 
-def _unavailable_code(exc: Unavailable) -> str:
+def unavailable_code(exc: Unavailable) -> str:
     # The index reads SQL too: a database outage while reading it is named as such.
     if isinstance(exc, LedgerStale):
         return "ledger_stale"
@@ -375,7 +375,7 @@ def _unavailable_code(exc: Unavailable) -> str:
     return "ledger_unavailable"
 
 
-def _check_channel(contact: contacts.Contact, channel: Channel) -> None:
+def check_channel(contact: contacts.Contact, channel: Channel) -> None:
     is_email = contact.kind is contacts.ContactKind.EMAIL
     if is_email != (channel is Channel.EMAIL):
         raise InvalidContact(
