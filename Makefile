@@ -77,7 +77,7 @@ bench-http: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## POST /v1/checks over HTTP wit
 bench-bulk: $(PY_STAMP) $(NODE_STAMP) ## Batches of 10,000 and a 1,000,000-row scrub against a 20M list over HTTP, beside in-process baselines
 	$(BIN)/python -m bench.bench_bulk
 
-bench-scale: $(PY_STAMP) $(NODE_STAMP) ## Check latency with 1k grants against a ledger grown to 1M (about an hour; SIZES=1000,100000 for less)
+bench-scale: $(PY_STAMP) $(NODE_STAMP) ## Check latency with 1k grants against a ledger grown to 1M (about 2.5 hours of seeding; SIZES=1000,250000 for less)
 	$(BIN)/python -m bench.bench_scale $(if $(SIZES),--sizes $(SIZES))
 
 bench-smoke: $(PY_STAMP) $(NODE_STAMP) bench-wrk ## Every HTTP benchmark at small sizes: every row produced, answers of the expected shape
