@@ -25,13 +25,13 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from ledger.audit.verify import verify_chain
 from ledger.chain.anvil import DEMO_ACCOUNTS, AnvilNode, anvil_binary
 from ledger.consent import wallet
 from ledger.db.engine import transaction
 from ledger.schema import migrated_engine
 from ledger.usage.entries import UsageEntry
 from ledger.usage.idempotency import IdempotentRequest
-from ledger.audit.verify import verify_chain
 from tests.helpers import NOTICE, PHONE
 from tests.servers import postgres_url
 from tests.stack import CHECK, Stack, free_port

@@ -9,6 +9,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import event, text
 
+from ledger.audit.verify import verify_chain
 from ledger.db.engine import connect, transaction
 from ledger.db.prepared import Prepared
 from ledger.domain import contacts
@@ -17,7 +18,6 @@ from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import EntryKind, UsageEntryBase
 from ledger.usage.hashing import GENESIS_HASH, leaf_bytes, leaf_hash
-from ledger.audit.verify import verify_chain
 from ledger.usage.windows import allowed_times
 from tests.helpers import PHONE, grant, sms_terms
 

@@ -10,6 +10,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ledger.audit.verify import verify_chain
 from ledger.consent import messages
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
@@ -20,7 +21,6 @@ from ledger.lists.importer import ListImport, import_lines
 from ledger.runtime import Ledger
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntry
-from ledger.audit.verify import verify_chain
 from tests.helpers import PHONE, grant, link, relay, sms_terms, soon
 
 

@@ -11,13 +11,13 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy.exc import DatabaseError
 
+from ledger.audit.verify import verify_chain
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.runtime import Ledger
 from ledger.settings import Settings
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
-from ledger.audit.verify import verify_chain
 from tests.helpers import PHONE, grant, link, sms_terms
 from tests.servers import postgres_url
 

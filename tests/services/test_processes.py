@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ledger.audit.verify import verify_chain
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.domain.grants import ALL_DAYS, ALL_HOURS, OPEN_ENDED, CompanyStatus, GrantRecord
@@ -22,7 +23,6 @@ from ledger.domain.state import BlockRef, CompanyRecord, ConsumerRecord, LinkRec
 from ledger.schema import migrated_engine
 from ledger.services.checks import Checker
 from ledger.usage import log as usage_log
-from ledger.audit.verify import verify_chain
 from tests.servers import postgres_url
 
 CONSUMER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import select
 
+from ledger.audit.verify import verify_chain
 from ledger.db.engine import transaction
 from ledger.domain.channels import Channel
 from ledger.services.checks import Checker, CheckResult
 from ledger.usage import idempotency
 from ledger.usage import log as usage_log
 from ledger.usage.idempotency import IdempotencyConflict, IdempotentRequest, Seal
-from ledger.audit.verify import verify_chain
 from tests.services.test_processes import QUOTA, FixedState
 
 BODY = {"contact": "+33612345678", "channel": "sms", "record": True}

@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 
+from ledger.audit.verify import verify_chain
 from ledger.db.engine import transaction
 from ledger.domain.window import window_state
 from ledger.schema import migrated_engine
 from ledger.usage import log as usage_log
 from ledger.usage.entries import UsageEntryBase
 from ledger.usage.hashing import GENESIS_HASH
-from ledger.audit.verify import verify_chain
 from ledger.usage.windows import allowed_times
 
 
