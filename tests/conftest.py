@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from api.main import create_app
+from ledger.chain.anvil import AnvilNode
 from ledger.runtime import Ledger
 from ledger.schema import migrated_engine
 from ledger.services import apikeys
@@ -19,6 +20,19 @@ from ledger.services.apikeys import Role
 from ledger.settings import Settings
 from tests.helpers import PHONE, link
 from tests.servers import postgres_url
+from tests.stack import free_port
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
+    """One anvil node for a test module (tests that need a node of their own define ``node``);
+    each test's fresh database deploys its own contract on it."""
+    anvil = AnvilNode(
+        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
+    )
+    anvil.start()
+    yield anvil
+    anvil.stop()
 
 
 @pytest.fixture

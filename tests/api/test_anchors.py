@@ -25,7 +25,6 @@ from ledger.services import apikeys
 from ledger.services.apikeys import Role
 from tests.audit.anchoring import append, leaves, open_ledger
 from tests.servers import postgres_url
-from tests.stack import free_port
 
 try:
     anvil_binary()
@@ -33,16 +32,6 @@ except Exception as exc:  # pragma: no cover - only without `npm ci`
     pytest.skip(f"anvil not installed: {exc}", allow_module_level=True)
 
 pytestmark = pytest.mark.anvil
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
-    anvil = AnvilNode(
-        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
-    )
-    anvil.start()
-    yield anvil
-    anvil.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -33,16 +33,6 @@ pytestmark = pytest.mark.anvil
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
-    anvil = AnvilNode(
-        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
-    )
-    anvil.start()
-    yield anvil
-    anvil.stop()
-
-
 @pytest.fixture
 def ledger(tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
     # Anchoring only when the test says so.

@@ -42,17 +42,6 @@ except Exception as exc:  # pragma: no cover - only without `npm ci`
 pytestmark = pytest.mark.anvil
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
-    # One node for the module; each test's fresh database deploys its own contract on it.
-    anvil = AnvilNode(
-        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
-    )
-    anvil.start()
-    yield anvil
-    anvil.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
     """A ledger on the node over SQLite and, when reachable, PostgreSQL (else skipped)."""

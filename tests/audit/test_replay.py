@@ -72,16 +72,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
-    anvil = AnvilNode(
-        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
-    )
-    anvil.start()
-    yield anvil
-    anvil.stop()
-
-
 @pytest.fixture
 def ledger(tmp_path: Path, node: AnvilNode) -> Iterator[Ledger]:
     """A ledger with its own contract on the shared node, companies 1 to 3 registered."""

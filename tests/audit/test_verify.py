@@ -34,7 +34,6 @@ from ledger.chain.anvil import AnvilNode, anvil_binary
 from ledger.runtime import Ledger
 from ledger.usage.hashing import GENESIS_HASH, canonical, leaf_hash
 from tests.audit.anchoring import append, leaves, open_ledger
-from tests.stack import free_port
 
 try:
     anvil_binary()
@@ -42,16 +41,6 @@ except Exception as exc:  # pragma: no cover - only without `npm ci`
     pytest.skip(f"anvil not installed: {exc}", allow_module_level=True)
 
 pytestmark = pytest.mark.anvil
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilNode]:
-    anvil = AnvilNode(
-        data_dir=tmp_path_factory.mktemp("anvil"), port=free_port(), state_interval=3600
-    )
-    anvil.start()
-    yield anvil
-    anvil.stop()
 
 
 @pytest.fixture
